@@ -1,0 +1,3 @@
+from webgarden.cli.main import main
+
+raise SystemExit(main())

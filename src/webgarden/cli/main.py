@@ -1,0 +1,161 @@
+"""The `webgarden` command. The only place that prints for the user and picks exit codes.
+
+Exit codes: 0 done; 1 a check failed; 2 the command could not run as asked (bad
+arguments, an application that cannot load, a port in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from webgarden import __version__
+from webgarden.config.model import Limits, single_app
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+DEMO_APP = "webgarden.demo:application"
+
+
+def _bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port {number} is out of range")
+    return host.strip("[]") or "127.0.0.1", number
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webgarden",
+        description="IIS 6.0's architecture for Python web apps: a listener that owns the "
+        "port, application pools with a bounded request queue, worker processes.",
+    )
+    parser.add_argument("--version", action="version", version=f"webgarden {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="serve one WSGI application on one pool",
+        description="Serve one WSGI application: one listener on --bind, one application "
+        "pool (DefaultAppPool) with a request queue of --queue-length, --workers worker "
+        "processes of --threads threads each. Without APP, serves the demo site.",
+    )
+    run.add_argument(
+        "app", nargs="?", default=DEMO_APP, metavar="APP",
+        help="the WSGI callable as module:name, imported by the workers from the current "
+        f"directory (default: {DEMO_APP}, the demo site)",
+    )
+    run.add_argument(
+        "--bind", type=_bind, default=("127.0.0.1", 8080), metavar="HOST:PORT",
+        help="address and port to listen on (default: 127.0.0.1:8080)",
+    )
+    run.add_argument(
+        "--workers", type=_positive, default=1, metavar="N",
+        help="worker processes in the pool; more than 1 is a web garden (IIS maxProcesses, "
+        "default: 1)",
+    )
+    run.add_argument(
+        "--threads", type=_positive, default=8, metavar="N",
+        help="requests each worker runs at once, one per thread; the listener never sends "
+        "a worker more (default: 8)",
+    )
+    run.add_argument(
+        "--queue-length", type=_positive, default=1000, metavar="N",
+        help="requests the pool's queue holds while every worker is busy or restarting; "
+        "beyond it, 503 Service Unavailable (IIS queueLength, default: 1000)",
+    )
+    run.add_argument(
+        "--connection-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+        help="close a keep-alive connection idle this long, or a request body that stalls "
+        "this long (IIS connectionTimeout, default: 120)",
+    )
+    run.add_argument(
+        "--header-wait-timeout", type=_seconds, default=120.0, metavar="SECONDS",
+        help="close a connection whose request head takes longer than this to arrive "
+        "(IIS headerWaitTimeout, default: 120)",
+    )
+    run.add_argument(
+        "--shutdown-time-limit", type=_seconds, default=90.0, metavar="SECONDS",
+        help="on SIGTERM or SIGINT, wait this long for in-flight and queued requests, then "
+        "stop the workers (IIS shutdownTimeLimit, default: 90)",
+    )
+    run.add_argument(
+        "--event-log", metavar="PATH", default=None,
+        help="append the event log (JSON lines: worker start, ready, exit, ...) to PATH "
+        "(default: standard error)",
+    )
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from webgarden.server import Server, StartupError
+
+    host, port = args.bind
+    config = single_app(
+        args.app,
+        host=host,
+        port=port,
+        workers=args.workers,
+        threads=args.threads,
+        queue_length=args.queue_length,
+        limits=Limits(
+            connection_timeout=args.connection_timeout,
+            header_wait_timeout=args.header_wait_timeout,
+        ),
+        event_log=args.event_log,
+        shutdown_time_limit=args.shutdown_time_limit,
+    )
+
+    async def serve() -> int:
+        server = Server(config)
+        try:
+            await server.start()
+        except StartupError as exc:
+            print(f"webgarden: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            f"webgarden {__version__}: serving {args.app} on http://{host}:{port}/ "
+            f"({args.workers} worker(s) x {args.threads} threads, queue {args.queue_length}); "
+            "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        return await server.run_started()
+
+    return uvloop.run(serve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    parser.print_help()
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

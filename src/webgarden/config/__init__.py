@@ -1,0 +1,1 @@
+"""Configuration: frozen typed objects (model), and later the XML loader and validation."""

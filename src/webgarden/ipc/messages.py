@@ -1,0 +1,76 @@
+"""Typed payloads of the structured frames, encoded as msgpack arrays with msgspec.
+
+Body frames (REQUEST_BODY, RESPONSE_BODY) carry raw bytes and have no type here. CREDIT
+and FILE_DONE carry one unsigned 32-bit number (`COUNT`), which is cheaper than msgpack.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+COUNT = struct.Struct(">I")
+
+
+class Ready(msgspec.Struct, array_like=True, frozen=True):
+    pid: int
+    capacity: int  # requests the worker runs at once (its threads)
+
+
+class RequestHead(msgspec.Struct, array_like=True, frozen=True):
+    app: int  # index of the application in the worker's list
+    method: str
+    target: bytes  # the request target as received (REQUEST_URI)
+    path: str  # canonical, percent-decoded path below script_name, latin-1 (PEP 3333)
+    script_name: str  # the application's path prefix, "" for the root application
+    query: bytes
+    version: str  # "HTTP/1.1"
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int]
+    server: tuple[str, int]
+    scheme: str = "http"
+    window: int = 0  # request-body bytes the listener may send before it waits for credit
+
+
+class ResponseHead(msgspec.Struct, array_like=True, frozen=True):
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]  # hop-by-hop headers already removed
+    content_length: int = -1  # from the app's Content-Length, -1 when it gave none
+    body: bytes = b""  # the first (with FLAG_END: the whole) body
+
+
+class SendFile(msgspec.Struct, array_like=True, frozen=True):
+    pid: int  # the worker's pid: the listener opens /proc/<pid>/fd/<fd>
+    fd: int
+    offset: int
+    count: int  # -1: to the end of the file
+
+
+class Stats(msgspec.Struct, array_like=True, frozen=True):
+    requests: int
+    rss: int
+    private: int
+
+
+class Abort(msgspec.Struct, array_like=True, frozen=True):
+    reason: str
+
+
+def count_payload(n: int) -> bytes:
+    return COUNT.pack(n)
+
+
+def read_count(payload: bytes) -> int:
+    value: int = COUNT.unpack(payload)[0]
+    return value
+
+
+encoder = msgspec.msgpack.Encoder()
+ready_decoder = msgspec.msgpack.Decoder(Ready)
+request_decoder = msgspec.msgpack.Decoder(RequestHead)
+response_decoder = msgspec.msgpack.Decoder(ResponseHead)
+sendfile_decoder = msgspec.msgpack.Decoder(SendFile)
+stats_decoder = msgspec.msgpack.Decoder(Stats)
+abort_decoder = msgspec.msgpack.Decoder(Abort)

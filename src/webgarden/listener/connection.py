@@ -1,0 +1,329 @@
+"""One client connection: parse (httptools/llhttp), enforce limits, route, answer in order.
+
+Theory of operation:
+
+* Requests are parsed as bytes arrive. Each parsed head becomes an `Exchange` in the
+  connection's pipeline; only the first is active (routed, queued, dispatched), so
+  pipelined requests are answered in the order they came. Bodies of later ones wait,
+  bounded, in their exchanges.
+* HTTP.sys limits hold while parsing: a header field or the URL over `MaxFieldLength`, or a
+  head over `MaxRequestBytes`, is refused with HTTP.sys's 400 (414 for the URL). Bytes
+  piling up in an unfinished head are bounded too, so one endless header cannot grow the
+  parser's buffer.
+* Any listener-made error closes the connection after its answer, as HTTP.sys does; the
+  requests before it in the pipeline are answered first.
+* Timers (swept once a second by the listener, not one per request): `headerWaitTimeout`
+  while a head is arriving, `connectionTimeout` while a body is arriving and while the
+  connection idles between requests. Expiry closes the connection.
+* Back-pressure: reading stops while the active exchange holds `BODY_BUFFER_LIMIT` bytes of
+  body the worker has no credit for, or while `MAX_PIPELINE` requests wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from webgarden.listener import errors
+from webgarden.listener.exchange import Exchange
+from webgarden.listener.routing import host_of
+from webgarden.listener.sendfile import FileSender
+from webgarden.listener.urls import InvalidURL, split_target
+
+if TYPE_CHECKING:
+    from webgarden.listener.server import Listener
+
+#: Parsed requests held per connection before reading pauses.
+MAX_PIPELINE = 32
+
+
+class LimitExceeded(Exception):
+    def __init__(self, page: errors.ErrorPage) -> None:
+        super().__init__(page.reason)
+        self.page = page
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        limits = listener.config.limits
+        self.max_field = limits.max_field_length
+        self.max_request = limits.max_request_bytes
+        self.head_guard = limits.max_request_bytes + limits.max_field_length
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: Any = None
+        self.client: tuple[str, int] = ("", 0)
+        self.server: tuple[str, int] = ("", 0)
+        self.pipeline: collections.deque[Exchange] = collections.deque()
+        self.parsing: Exchange | None = None
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.host = b""
+        self.expect = False
+        self.head_bytes = 0
+        self.raw_head = 0
+        self.in_head = False
+        self.error_page: errors.ErrorPage | None = None
+        self.reading_paused = False
+        self.paused_writing = False
+        self.closed = False
+        self.deadline = 0.0
+        self.file_sender: FileSender | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
+        self.server = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        self.listener.connections.add(self)
+        self.deadline = self.listener.now + self.listener.header_wait
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listener.connection_closed(self)
+        if self.file_sender is not None:
+            self.file_sender.cancel()
+            self.file_sender = None
+        for ex in self.pipeline:
+            ex.client_gone()
+        self.pipeline.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.error_page is not None:
+            return
+        if self.in_head:
+            self.raw_head += len(data)
+            if self.raw_head > self.head_guard:
+                self._parse_failed(errors.REQUEST_TOO_LONG)
+                return
+        elif self.parsing is not None:
+            self.deadline = self.listener.now + self.listener.idle_timeout  # entity body timer
+        try:
+            self.parser.feed_data(data)
+        except LimitExceeded as exc:
+            self._parse_failed(exc.page)
+        except httptools.HttpParserUpgrade:
+            pass  # WSGI has no upgrades: the request is answered, then the connection closes
+        except httptools.HttpParserInvalidMethodError:
+            self._parse_failed(errors.INVALID_VERB)
+        except httptools.HttpParserError:
+            self._parse_failed(errors.BAD_REQUEST)
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        if self.pipeline:
+            self.pipeline[0].pay_credit()
+
+    # -- httptools callbacks ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.host = b""
+        self.expect = False
+        self.head_bytes = 0
+        self.raw_head = 0
+        self.in_head = True
+        self.deadline = self.listener.now + self.listener.header_wait
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.max_field:
+            raise LimitExceeded(errors.URL_TOO_LONG)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value)
+        if size > self.max_field:
+            raise LimitExceeded(errors.FIELD_TOO_LONG)
+        self.head_bytes += size + 4
+        if self.head_bytes + len(self.url) > self.max_request:
+            raise LimitExceeded(errors.REQUEST_TOO_LONG)
+        lower = name.lower()
+        if lower == b"host":
+            if self.host:
+                raise LimitExceeded(errors.INVALID_HOSTNAME)  # two Host headers
+            self.host = value
+        elif lower == b"expect" and value.lower() == b"100-continue":
+            self.expect = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise LimitExceeded(errors.VERSION_NOT_SUPPORTED)
+        ex = Exchange(
+            self,
+            parser.get_method().decode("ascii"),
+            self.url,
+            "HTTP/" + version,
+            self.headers,
+            parser.should_keep_alive() and not parser.should_upgrade(),
+            self.expect and version == "1.1",
+        )
+        self.parsing = ex
+        self.deadline = self.listener.now + self.listener.idle_timeout
+        pipeline = self.pipeline
+        pipeline.append(ex)
+        if len(pipeline) == 1:
+            self._start(ex)
+        elif len(pipeline) >= MAX_PIPELINE:
+            self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        if self.parsing is not None:
+            self.parsing.add_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        self.deadline = 0.0
+        if ex is not None:
+            ex.body_complete()
+
+    # -- the pipeline -----------------------------------------------------------------
+
+    def _start(self, ex: Exchange) -> None:
+        """Route the active exchange and hand it to its pool's queue."""
+        try:
+            target = split_target(ex.target)
+        except InvalidURL:
+            ex.fail(errors.INVALID_URL)
+            return
+        host = target.host if target.host is not None else self.host
+        if not host and ex.version == "HTTP/1.1":
+            ex.fail(errors.INVALID_HOSTNAME)
+            return
+        listener = self.listener
+        site = listener.router.site_for(self.server[0], self.server[1], host_of(host))
+        if site is None:
+            ex.fail(errors.INVALID_HOSTNAME)
+            return
+        matched = site.match(target.path)
+        if matched is None:
+            ex.fail(errors.NOT_FOUND)
+            return
+        route, ex.path = matched
+        ex.script_name = route.script_name
+        ex.app_index = route.app_index
+        ex.query = target.query
+        pool = ex.pool = listener.pools[route.pool]
+        page = pool.submit(ex)
+        if page is not None:
+            ex.fail(page)
+
+    def exchange_done(self, ex: Exchange) -> None:
+        pipeline = self.pipeline
+        if pipeline and pipeline[0] is ex:
+            pipeline.popleft()
+        if self.closed:
+            return
+        if ex.close_after:
+            self.close()
+            return
+        if pipeline:
+            self._start(pipeline[0])
+            return
+        if self.error_page is not None:
+            self._send_error()
+            return
+        if self.listener.draining and not self.in_head:
+            self.close()
+            return
+        if self.reading_paused and self.parsing is None:
+            self.resume_reading()
+        if self.parsing is None and not self.in_head:
+            self.deadline = self.listener.now + self.listener.idle_timeout
+
+    def may_keep_alive(self) -> bool:
+        return not self.listener.draining or len(self.pipeline) > 1
+
+    def _parse_failed(self, page: errors.ErrorPage) -> None:
+        self.error_page = page
+        self.in_head = False
+        self.pause_reading()
+        broken = self.parsing
+        self.parsing = None
+        if broken is not None:
+            if broken in self.pipeline:
+                self.pipeline.remove(broken)
+            if broken.started:
+                self.abort()
+                return
+            broken.client_gone()
+        if not self.pipeline:
+            self._send_error()
+
+    def _send_error(self) -> None:
+        page = self.error_page or errors.BAD_REQUEST
+        self.listener.httperr(self, page)
+        self.write(errors.render(page, self.listener.date_line))
+        self.close()
+
+    # -- output and flow --------------------------------------------------------------
+
+    @property
+    def date_line(self) -> bytes:
+        return self.listener.date_line
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        if not self.closed:
+            self.transport.writelines(data)
+
+    def start_file(self, sender: FileSender) -> None:
+        self.file_sender = sender
+        sender.start()
+
+    def file_finished(self) -> None:
+        self.file_sender = None
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closed and self.error_page is None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
+
+    # -- timers and shutdown (called by the listener) ---------------------------------
+
+    def expired(self, now: float) -> str | None:
+        """The HTTPERR reason if this connection's timer ran out, else None."""
+        if not self.deadline or now < self.deadline or self.reading_paused:
+            return None
+        if self.in_head:
+            return "Timer_HeaderWait"
+        if self.parsing is not None:
+            return "Timer_EntityBody"
+        if not self.pipeline:
+            return "Timer_ConnectionIdle"
+        return None
+
+    def drain(self) -> None:
+        """The server is shutting down: close now if idle, else after the pipeline."""
+        if not self.pipeline and not self.in_head and self.parsing is None:
+            self.close()

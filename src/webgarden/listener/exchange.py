@@ -1,0 +1,354 @@
+"""One request and its response as the listener carries them between client and worker.
+
+An `Exchange` is created when a request's head is parsed. It is queued in its pool, then
+attached to a worker stream; its body flows to the worker within the stream's credit, and
+the worker's response flows back to the client, framed by the listener:
+
+* the app's Content-Length when it gave one; else the length of a response the worker sent
+  whole; else chunked (HTTP/1.1) or close-delimited (HTTP/1.0);
+* HEAD, 1xx, 204 and 304 responses carry no body;
+* response body bytes are credited back to the worker as soon as the client's transport
+  takes them without pausing, and only when it resumes otherwise: a slow client holds at
+  most `RESPONSE_WINDOW` bytes of its stream in the listener and stalls nobody else.
+
+Whose fault is it: a malformed response head from the worker gives 502; a worker that
+dies before the first response byte gives 502 unless the request can be sent again
+(idempotent method, no body, not sent again before); after the first byte, the client's
+connection is closed so that a truncated body is never taken for a whole one.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import TYPE_CHECKING
+
+from webgarden.ipc import frames, messages
+from webgarden.ipc.frames import FLAG_END, FrameType
+from webgarden.listener import errors
+from webgarden.listener.sendfile import FileSender
+from webgarden.listener.upstream import REQUEST_WINDOW, WorkerLink
+
+if TYPE_CHECKING:
+    from webgarden.listener.connection import HttpConnection
+    from webgarden.listener.pool_queue import PoolQueue
+
+#: Request body bytes buffered in the listener before it stops reading from the client.
+BODY_BUFFER_LIMIT = 1024 * 1024
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+_status_lines: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    line = _status_lines.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_status_lines) < 1024:
+            _status_lines[(status, reason)] = line
+    return line
+
+
+class Exchange:
+    __slots__ = (
+        "abandoned",
+        "app_index",
+        "body",
+        "body_done",
+        "body_size",
+        "chunked",
+        "close_after",
+        "conn",
+        "credit",
+        "done",
+        "end_sent",
+        "expect_continue",
+        "head_only",
+        "headers",
+        "keep_alive",
+        "link",
+        "method",
+        "owed",
+        "path",
+        "pool",
+        "query",
+        "remaining",
+        "retried",
+        "script_name",
+        "sent_body",
+        "sid",
+        "started",
+        "status",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        conn: HttpConnection,
+        method: str,
+        target: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.head_only = method == "HEAD"
+        self.path = ""
+        self.query = b""
+        self.script_name = ""
+        self.app_index = 0
+        self.pool: PoolQueue | None = None
+        self.body: collections.deque[bytes] = collections.deque()
+        self.body_size = 0
+        self.body_done = False
+        self.sent_body = False  # some body bytes went to a worker (no resending then)
+        self.link: WorkerLink | None = None
+        self.sid = 0
+        self.credit = 0
+        self.end_sent = False
+        self.owed = 0
+        self.started = False  # a response byte went to the client
+        self.done = False
+        self.abandoned = False
+        self.retried = False
+        self.chunked = False
+        self.close_after = False
+        self.remaining = 0
+        self.status = 0
+
+    # -- request side -----------------------------------------------------------------
+
+    def attach(self, link: WorkerLink, sid: int) -> None:
+        """Dispatched to a worker stream: send the head, then what body we have."""
+        self.link = link
+        self.sid = sid
+        conn = self.conn
+        if self.expect_continue and not self.body_done and not self.body:
+            conn.write(CONTINUE)
+            self.expect_continue = False
+        head = messages.RequestHead(
+            self.app_index,
+            self.method,
+            self.target,
+            self.path,
+            self.script_name,
+            self.query,
+            self.version,
+            self.headers,
+            conn.client,
+            conn.server,
+            "http",
+            REQUEST_WINDOW,
+        )
+        no_body = self.body_done and not self.body
+        self.end_sent = no_body
+        link.send(
+            frames.encode(
+                FrameType.REQUEST, sid, messages.encoder.encode(head), FLAG_END if no_body else 0
+            )
+        )
+        self.credit = REQUEST_WINDOW
+        if not no_body:
+            self.pump_body()
+
+    def add_body(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        if self.link is not None:
+            self.pump_body()
+        if self.body_size > BODY_BUFFER_LIMIT:
+            self.conn.pause_reading()
+
+    def body_complete(self) -> None:
+        self.body_done = True
+        if self.link is not None:
+            self.pump_body()
+
+    def pump_body(self) -> None:
+        link = self.link
+        if link is None or self.end_sent:
+            return
+        body = self.body
+        while body and self.credit > 0:
+            chunk = body.popleft()
+            n = len(chunk)
+            limit = min(self.credit, frames.MAX_CHUNK)
+            if n > limit:
+                body.appendleft(chunk[limit:])
+                chunk, n = chunk[:limit], limit
+            self.credit -= n
+            self.body_size -= n
+            self.sent_body = True
+            last = self.body_done and not body
+            link.send(frames.encode_header(FrameType.REQUEST_BODY, self.sid, n, FLAG_END if last else 0) + chunk)
+            self.end_sent = last
+        if self.body_done and not body and not self.end_sent:
+            link.send(frames.encode(FrameType.REQUEST_BODY, self.sid, b"", FLAG_END))
+            self.end_sent = True
+        if self.body_size <= BODY_BUFFER_LIMIT // 2:
+            self.conn.resume_reading()
+
+    def on_credit(self, n: int) -> None:
+        self.credit += n
+        self.pump_body()
+
+    # -- response side ----------------------------------------------------------------
+
+    def on_response_head(self, head: messages.ResponseHead, end: int) -> None:
+        if self.abandoned:
+            return
+        conn = self.conn
+        status = self.status = head.status
+        header_block = b"".join([n + b": " + v + b"\r\n" for n, v in head.headers])
+        count = len(head.headers)
+        if header_block.count(b"\n") != count or header_block.count(b"\r") != count:
+            self.on_worker_abort()  # a header with CR or LF in it: never pass it on
+            return
+        no_body = self.head_only or status < 200 or status == 204 or status == 304
+        keep = self.keep_alive and conn.may_keep_alive()
+        body = head.body
+        parts = [status_line(status, head.reason), header_block]
+        if head.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+            self.remaining = 0 if no_body else head.content_length - len(body)
+        elif end:
+            if not (status < 200 or status == 204 or status == 304):
+                parts.append(b"Content-Length: %d\r\n" % len(body))
+        elif no_body:
+            pass
+        elif self.version == "HTTP/1.1":
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+            self.chunked = True
+        else:
+            keep = False  # HTTP/1.0 with no length: the body ends when the connection does
+        self.close_after = not keep
+        if not keep:
+            parts.append(b"Connection: close\r\n")
+        elif self.version == "HTTP/1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(conn.date_line)
+        parts.append(b"\r\n")
+        if body and not no_body:
+            if self.chunked:
+                parts.append(b"%x\r\n" % len(body))
+                parts.append(body)
+                parts.append(b"\r\n")
+            else:
+                parts.append(body)
+        conn.write(b"".join(parts))
+        self.started = True
+        if end:
+            self.finish()
+
+    def on_response_body(self, data: bytes, end: int) -> None:
+        if self.abandoned:
+            return
+        conn = self.conn
+        n = len(data)
+        if n:
+            if not self.head_only:
+                if self.chunked:
+                    conn.writelines((b"%x\r\n" % n, data, b"\r\n"))
+                else:
+                    conn.write(data)
+                    self.remaining -= n
+            if conn.paused_writing:
+                self.owed += n
+            elif self.link is not None:
+                self.link.send(frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(n)))
+        if end:
+            if self.chunked:
+                conn.write(b"0\r\n\r\n")
+            self.finish()
+
+    def pay_credit(self) -> None:
+        """The client's transport drained: give the worker back what it was owed."""
+        if self.owed and self.link is not None and not self.done:
+            self.link.send(
+                frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(self.owed))
+            )
+            self.owed = 0
+
+    def on_sendfile(self, request: messages.SendFile) -> None:
+        if self.abandoned:
+            return
+        try:
+            fd = os.open(f"/proc/{request.pid}/fd/{request.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.conn.abort()
+            return
+        count = request.count if request.count >= 0 else os.fstat(fd).st_size - request.offset
+        self.remaining = 0
+        self.conn.start_file(FileSender(self.conn, fd, request.offset, count, self._file_sent))
+
+    def _file_sent(self, ok: bool) -> None:
+        self.conn.file_finished()
+        if ok:
+            self.finish()
+        else:
+            self.conn.abort()
+
+    def on_worker_abort(self) -> None:
+        """The worker gave up on this stream (app error mid-body, or a bad head)."""
+        if self.abandoned or self.done:
+            return
+        if self.started:
+            self.conn.abort()
+        else:
+            self.fail(errors.BAD_GATEWAY)
+
+    def worker_lost(self) -> bool:
+        """The worker died with this request on it. True: send it again (the caller does)."""
+        self.link = None
+        if self.abandoned or self.done:
+            return False
+        if (
+            not self.started
+            and not self.retried
+            and not self.sent_body
+            and self.method in IDEMPOTENT
+            and self.body_done
+        ):
+            self.retried = True
+            self.credit = 0
+            self.end_sent = False
+            return True
+        self.on_worker_abort()
+        return False
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.remaining > 0:
+            self.close_after = True  # the worker ended short of its Content-Length
+        self.conn.exchange_done(self)
+
+    def fail(self, page: errors.ErrorPage) -> None:
+        """Answer with a listener-made error page and close the connection after it."""
+        if self.done or self.abandoned:
+            return
+        self.status = page.status
+        self.conn.write(errors.render(page, self.conn.date_line, self.head_only))
+        self.started = True
+        self.close_after = True
+        self.finish()
+
+    def client_gone(self) -> None:
+        if self.done or self.abandoned:
+            return
+        self.abandoned = True
+        if self.link is not None:
+            self.link.abandon(self.sid)
+        elif self.pool is not None:
+            self.pool.remove(self)

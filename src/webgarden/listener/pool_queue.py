@@ -1,0 +1,109 @@
+"""One application pool's request queue in the listener (IIS: the HTTP.sys request queue).
+
+Rules:
+
+* FIFO, bounded by the pool's `queueLength` (IIS default 1000). A request that finds it
+  full is refused with 503 `QueueFull`; a request already queued is never dropped, except
+  when its own client leaves (`remove`).
+* Pull model: a request goes to a worker only while that worker runs fewer requests than
+  the capacity it announced. Of the workers with room, the least busy gets it (a web
+  garden spreads load; one worker takes everything up to its capacity).
+* While no worker is in service (starting, restarting, recycling), requests wait here.
+* A request whose worker died before answering, and that may be safely sent again, goes
+  back to the *front* (`requeue`): it was first in line once already.
+
+The queue knows workers only through the `Upstream` protocol, so it is tested without
+processes or sockets.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Protocol
+
+from webgarden.listener import errors
+
+
+class Queued(Protocol):
+    """What the queue needs of a request."""
+
+    def dispatched(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """What the queue needs of a worker link."""
+
+    @property
+    def inflight(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    def dispatch(self, request: Queued) -> None: ...
+
+
+class PoolQueue:
+    def __init__(self, name: str, limit: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.waiting: collections.deque[Queued] = collections.deque()
+        self.upstreams: list[Upstream] = []  # workers in service, in the order they came
+        self.offline: errors.ErrorPage | None = None  # set: every request gets this at once
+        self.rejected = 0  # requests refused with QueueFull, since start
+
+    def submit(self, request: Queued) -> errors.ErrorPage | None:
+        """Dispatch or enqueue; an error page when the request must be refused."""
+        if self.offline is not None:
+            return self.offline
+        if not self.waiting:
+            upstream = self._free()
+            if upstream is not None:
+                upstream.dispatch(request)
+                return None
+        if len(self.waiting) >= self.limit:
+            self.rejected += 1
+            return errors.QUEUE_FULL
+        self.waiting.append(request)
+        return None
+
+    def requeue(self, request: Queued) -> None:
+        """A request to send again after its worker died: it goes first."""
+        self.waiting.appendleft(request)
+        self.pump()
+
+    def remove(self, request: Queued) -> bool:
+        try:
+            self.waiting.remove(request)
+        except ValueError:
+            return False
+        return True
+
+    def _free(self) -> Upstream | None:
+        best: Upstream | None = None
+        best_load = 0
+        for upstream in self.upstreams:
+            load = upstream.inflight
+            if load < upstream.capacity and (best is None or load < best_load):
+                best, best_load = upstream, load
+        return best
+
+    def pump(self) -> None:
+        """Give waiting requests to workers with room, in order."""
+        waiting = self.waiting
+        while waiting:
+            upstream = self._free()
+            if upstream is None:
+                return
+            upstream.dispatch(waiting.popleft())
+
+    def add_upstream(self, upstream: Upstream) -> None:
+        self.upstreams.append(upstream)
+        self.pump()
+
+    def remove_upstream(self, upstream: Upstream) -> None:
+        if upstream in self.upstreams:
+            self.upstreams.remove(upstream)
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and all(u.inflight == 0 for u in self.upstreams)

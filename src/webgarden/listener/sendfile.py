@@ -1,0 +1,91 @@
+"""Zero-copy file transmission on an asyncio transport (IIS: TransmitFile).
+
+uvloop's transports have no `sendfile` (its `loop.sendfile` raises NotImplementedError), so
+the listener does it itself:
+
+1. the response head is written through the transport as usual;
+2. once the transport's own buffer is empty, `os.sendfile` writes straight from the page
+   cache to the socket, in steps of `STEP` bytes;
+3. when the socket is full (EAGAIN), it waits for writability on a *duplicate* of the
+   socket's descriptor: the transport keeps its own registration untouched, and nothing
+   else writes to the socket while a file is in flight (responses are sent in order).
+
+The sender owns the file descriptor and closes it, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webgarden.listener.connection import HttpConnection
+
+STEP = 1024 * 1024
+
+
+class FileSender:
+    def __init__(
+        self,
+        conn: HttpConnection,
+        fd: int,
+        offset: int,
+        count: int,
+        on_done: Callable[[bool], None],
+    ) -> None:
+        self.conn = conn
+        self.fd = fd
+        self.offset = offset
+        self.remaining = count
+        self.on_done = on_done
+        self.sock_fd = -1
+        self.loop = asyncio.get_event_loop()
+        self.finished = False
+
+    def start(self) -> None:
+        transport = self.conn.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            self._end(False)
+            return
+        self.sock_fd = os.dup(sock.fileno())
+        self.loop.add_writer(self.sock_fd, self._step)
+
+    def _step(self) -> None:
+        transport = self.conn.transport
+        if transport is None or transport.is_closing():
+            self._end(False)
+            return
+        if transport.get_write_buffer_size():
+            return  # the head is still queued in the transport: wait until it is out
+        while self.remaining > 0:
+            try:
+                sent = os.sendfile(self.sock_fd, self.fd, self.offset, min(self.remaining, STEP))
+            except BlockingIOError:
+                return  # wait for writability
+            except OSError:
+                self._end(False)
+                return
+            if sent == 0:  # the file shrank under us
+                self._end(False)
+                return
+            self.offset += sent
+            self.remaining -= sent
+        self._end(True)
+
+    def cancel(self) -> None:
+        self._end(False, notify=False)
+
+    def _end(self, ok: bool, notify: bool = True) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.sock_fd >= 0:
+            self.loop.remove_writer(self.sock_fd)
+            os.close(self.sock_fd)
+            self.sock_fd = -1
+        os.close(self.fd)
+        if notify:
+            self.on_done(ok)

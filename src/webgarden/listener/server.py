@@ -1,0 +1,145 @@
+"""The listener (IIS: HTTP.sys): owns the ports, the connections and the pool queues.
+
+It runs no application code. Once a second `tick` refreshes the coarse clock and the
+`Date` header, and closes connections whose timer ran out (one sweep instead of a timer
+per request). HTTPERR-style lines for errors the listener answers itself go to the event
+log with their HTTP.sys reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from email.utils import formatdate
+from typing import Any
+
+from webgarden.config.model import ServerConfig
+from webgarden.listener import errors
+from webgarden.listener.connection import HttpConnection
+from webgarden.listener.pool_queue import PoolQueue
+from webgarden.listener.routing import Router
+from webgarden.manager.events import EventLog
+
+LISTEN_BACKLOG = 1024
+
+
+class BindError(Exception):
+    """A configured address cannot be listened on. The message is one line for the user."""
+
+
+def bind_socket(address: str, port: int) -> socket.socket:
+    host = "0.0.0.0" if address == "*" else address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise BindError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class Listener:
+    def __init__(self, config: ServerConfig, pools: dict[str, PoolQueue], events: EventLog) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.pools = pools
+        self.events = events
+        self.header_wait = config.limits.header_wait_timeout
+        self.idle_timeout = config.limits.connection_timeout
+        self.connections: set[HttpConnection] = set()
+        self.sockets: dict[tuple[str, int], socket.socket] = {}
+        self.servers: list[asyncio.AbstractServer] = []
+        self.draining = False
+        self.now = 0.0
+        self.date_line = b""
+        self._all_closed = asyncio.Event()
+        self._ticker: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_event_loop()
+        self._tick()
+
+    def bind(self) -> None:
+        """Open every configured address (before any worker starts: fail early)."""
+        for site in self.config.sites:
+            for b in site.bindings:
+                key = (b.address, b.port)
+                if key not in self.sockets:
+                    self.sockets[key] = bind_socket(b.address, b.port)
+
+    async def serve(self) -> None:
+        for sock in self.sockets.values():
+            server = await self.loop.create_server(
+                lambda: HttpConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+            )
+            self.servers.append(server)
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.sockets.values()]
+
+    def _tick(self) -> None:
+        self.now = self.loop.time()
+        self.date_line = b"Date: " + formatdate(time.time(), usegmt=True).encode() + b"\r\n"
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= self.now]:
+            reason = conn.expired(self.now)
+            if reason is not None:
+                self.httperr(conn, None, reason)
+                conn.close()
+        self._ticker = self.loop.call_later(1.0, self._tick)
+
+    def httperr(
+        self, conn: HttpConnection, page: errors.ErrorPage | None, reason: str | None = None
+    ) -> None:
+        self.events.emit(
+            "httperr",
+            client=f"{conn.client[0]}:{conn.client[1]}",
+            status=page.status if page else None,
+            reason=reason or (page.reason if page else "-"),
+        )
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self._all_closed.set()
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in self.sockets.values():
+            sock.close()
+
+    def drain(self) -> None:
+        """Idle connections close now; busy ones after their last response."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+        if not self.connections:
+            self._all_closed.set()
+
+    async def wait_drained(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn.abort()
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "queues": {name: len(q.waiting) for name, q in self.pools.items()},
+        }

@@ -1,0 +1,1 @@
+"""The manager (IIS: WAS/W3SVC): application pools, worker processes, health, events."""

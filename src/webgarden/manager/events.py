@@ -1,0 +1,50 @@
+"""The event log (IIS: the System event log, source WAS): one JSON object per line.
+
+Every lifecycle event of the server, its pools and workers goes here, with IIS's event id
+where IIS has one (`iis_event`). Tests synchronize on these lines, never on sleeps.
+While the server starts, events can be held back (`hold`) and then written (`release`) or
+dropped (`discard`): a start that fails ends with one clear line, not a page of events.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+
+class EventLog:
+    def __init__(self, path: str | None = None) -> None:
+        self._file: IO[str] = open(path, "a", buffering=1) if path else sys.stderr  # noqa: SIM115
+        self._owned = path is not None
+        self._held: list[str] | None = None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"time": round(time.time(), 6), "event": event, **fields}
+        line = json.dumps(record, default=str)
+        if self._held is not None:
+            self._held.append(line)
+        else:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        try:
+            self._file.write(line + "\n")
+        except (OSError, ValueError):
+            pass  # a closed stderr must not take the server down
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for line in held:
+            self._write(line)
+
+    def discard(self) -> None:
+        self._held = None
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()

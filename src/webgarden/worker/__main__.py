@@ -1,0 +1,5 @@
+import sys
+
+from webgarden.worker.main import main
+
+sys.exit(main())

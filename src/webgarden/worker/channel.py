@@ -1,0 +1,171 @@
+"""The worker's end of its socketpair: one reader thread, any number of writer threads.
+
+Theory of operation:
+
+* The worker's main thread is the only reader. It decodes frames and routes them: a
+  REQUEST becomes a `Stream` on the `requests` queue that the app threads pull from (the
+  pull model: the listener sends no more requests than the capacity the worker announced,
+  so a request never waits here for a thread); body chunks, credit, file acknowledgements
+  and aborts update their `Stream` and wake whoever waits on it; PING is answered at once.
+* Any thread may write. Writes are coalesced: a writer appends its frame and, if nobody is
+  writing, becomes the flusher and sends everything queued, in a loop, until the queue is
+  empty. Frames queued by other threads while a `sendall` runs go out in the next write.
+* Flow control (see `worker.wsgi`): a thread may send response body bytes only while its
+  stream has send credit; it waits on `cond` otherwise. Request body bytes it consumes are
+  returned to the listener as credit, so an upload is bounded by the window.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import socket
+import threading
+from collections.abc import Callable
+
+from webgarden.ipc import frames, messages
+from webgarden.ipc.frames import FLAG_END, FrameType
+
+#: Bytes the listener may send of one request body before it waits for credit.
+REQUEST_WINDOW = 1024 * 1024
+#: Bytes of one response body this worker may send before it waits for credit. The
+#: listener grants this much per stream at the start (it is the listener's buffer bound).
+RESPONSE_WINDOW = 1024 * 1024
+
+RECV_SIZE = 256 * 1024
+
+
+class Stream:
+    """One request as the worker sees it."""
+
+    __slots__ = (
+        "aborted",
+        "body_done",
+        "chunks",
+        "file_done",
+        "head",
+        "id",
+        "send_window",
+    )
+
+    def __init__(self, sid: int, head: messages.RequestHead, body_done: bool) -> None:
+        self.id = sid
+        self.head = head
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.body_done = body_done
+        self.aborted = False
+        self.file_done = False
+        self.send_window = RESPONSE_WINDOW
+
+
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.streams: dict[int, Stream] = {}
+        self.requests: queue.SimpleQueue[Stream | None] = queue.SimpleQueue()
+        self.cond = threading.Condition()
+        self._out: list[bytes] = []
+        self._out_lock = threading.Lock()
+        self._writing = False
+        self.closed = False
+
+    # -- writing (any thread) ---------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        with self._out_lock:
+            self._out.append(data)
+            if self._writing:
+                return
+            self._writing = True
+        while True:
+            with self._out_lock:
+                if not self._out:
+                    self._writing = False
+                    return
+                buf = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+                self._out.clear()
+            try:
+                self.sock.sendall(buf)
+            except OSError:
+                # The listener is gone; the reader sees EOF and ends the process.
+                with self._out_lock:
+                    self._out.clear()
+                    self._writing = False
+                self.closed = True
+                return
+
+    def send_frame(self, ftype: int, sid: int, payload: bytes = b"", flags: int = 0) -> None:
+        self.send(frames.encode(ftype, sid, payload, flags))
+
+    def finish(self, stream: Stream) -> None:
+        """The app thread is done with this stream; late frames for it are ignored."""
+        self.streams.pop(stream.id, None)
+
+    # -- waiting (app threads) ----------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], bool]) -> None:
+        with self.cond:
+            while not predicate() and not self.closed:
+                self.cond.wait()
+
+    # -- reading (main thread only) -----------------------------------------------------
+
+    def run_reader(self, on_control: Callable[[int, bytes], None]) -> None:
+        """Read and route frames until the listener closes the socket."""
+        decoder = frames.FrameDecoder()
+        recv = self.sock.recv
+        streams = self.streams
+        put = self.requests.put
+        decode_head = messages.request_decoder.decode
+        try:
+            while True:
+                data = recv(RECV_SIZE)
+                if not data:
+                    break
+                for ftype, flags, sid, payload in decoder.feed(data):
+                    if ftype == FrameType.REQUEST:
+                        stream = Stream(sid, decode_head(payload), bool(flags & FLAG_END))
+                        streams[sid] = stream
+                        put(stream)
+                    elif ftype == FrameType.REQUEST_BODY:
+                        self._on_body(sid, payload, flags)
+                    elif ftype in _STREAM_UPDATES:
+                        self._on_update(ftype, sid, payload)
+                    elif ftype == FrameType.PING:
+                        self.send_frame(FrameType.PONG, 0, payload)
+                    else:
+                        on_control(ftype, payload)
+        except (OSError, frames.ProtocolError):
+            pass
+        finally:
+            self.closed = True
+            with self.cond:
+                self.cond.notify_all()
+
+    def _on_body(self, sid: int, payload: bytes, flags: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        with self.cond:
+            if payload:
+                stream.chunks.append(payload)
+            if flags & FLAG_END:
+                stream.body_done = True
+            self.cond.notify_all()
+
+    def _on_update(self, ftype: int, sid: int, payload: bytes) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        with self.cond:
+            if ftype == FrameType.CREDIT:
+                stream.send_window += messages.read_count(payload)
+            elif ftype == FrameType.FILE_DONE:
+                stream.file_done = True
+            else:  # ABORT: the client is gone
+                stream.aborted = True
+            self.cond.notify_all()
+
+
+_STREAM_UPDATES = frozenset({FrameType.CREDIT, FrameType.FILE_DONE, FrameType.ABORT})
+

@@ -1,0 +1,137 @@
+"""A worker process (IIS: w3wp.exe): one process of one pool, started by the manager.
+
+The manager <-> worker contract:
+
+* The worker gets its socketpair end as `--fd`, its pool's applications as `--app`
+  (repeated, in the order the listener indexes them) and its thread count.
+* It loads every application, then sends READY with its capacity. A load failure sends
+  ABORT on stream 0 with a one-line reason and exits with `EXIT_LOAD_FAILED`.
+* It answers PING with PONG from its reader thread, so a ping measures whether the
+  interpreter still runs Python at all (an app holding the GIL in C fails it).
+* STOP: finish what runs, then exit `EXIT_OK`. The listener sends STOP only after it has
+  stopped dispatching to this worker.
+* EOF on the socket (the server is gone) ends the process at once, and so does the server's
+  death (PR_SET_PDEATHSIG), so a worker never outlives its server.
+* SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal reaches the whole process group,
+  and systemd's default KillMode signals every process of the unit; the server, not each
+  worker, decides how to shut down (STOP, then SIGKILL after `shutdownTimeLimit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from webgarden.ipc import messages
+from webgarden.ipc.frames import FrameType
+from webgarden.worker.channel import Channel
+from webgarden.worker.wsgi import WSGIApp, WSGIHost
+
+EXIT_OK = 0
+EXIT_LOAD_FAILED = 3  # the application could not be imported or is not callable
+EXIT_LISTENER_GONE = 4  # the socketpair closed under us
+
+PR_SET_PDEATHSIG = 1
+
+
+class AppLoadError(Exception):
+    """The application named in the configuration cannot be loaded. The message is one line."""
+
+
+def load_app(spec: str) -> WSGIApp:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise AppLoadError(f"{spec!r} is not of the form 'module:callable'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the app's own import errors are the user's to see
+        raise AppLoadError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise AppLoadError(f"{spec!r} is a {type(obj).__name__}, not a callable WSGI application")
+    app: WSGIApp = obj
+    return app
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="webgarden-worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--pool", required=True)
+    parser.add_argument("--app", action="append", default=[], required=True)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--path", action="append", default=[])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s webgarden worker[{os.getpid()}] {args.pool}: %(message)s",
+    )
+    for path in reversed(args.path):
+        sys.path.insert(0, path)
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(True)
+    channel = Channel(sock)
+    try:
+        apps = [load_app(spec) for spec in args.app]
+    except AppLoadError as exc:
+        channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(str(exc))))
+        return EXIT_LOAD_FAILED
+
+    host = WSGIHost(apps, channel, args.pool)
+    threads = [
+        threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
+        for i in range(args.threads)
+    ]
+    for thread in threads:
+        thread.start()
+    ready = messages.Ready(os.getpid(), args.threads)
+    channel.send_frame(FrameType.READY, 0, messages.encoder.encode(ready))
+
+    stopping = threading.Event()
+
+    def on_control(ftype: int, payload: bytes) -> None:
+        if ftype == FrameType.STOP:
+            stopping.set()
+            sock.shutdown(socket.SHUT_RD)  # ends run_reader
+
+    channel.run_reader(on_control)
+    if not stopping.is_set():
+        os._exit(EXIT_LISTENER_GONE)  # the server is gone: nobody will read our answers
+    for _ in threads:
+        channel.requests.put(None)
+    for thread in threads:
+        thread.join()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

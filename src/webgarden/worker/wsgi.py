@@ -1,0 +1,407 @@
+"""The WSGI host (PEP 3333): turns a `Stream` into an environ, runs the app, streams back.
+
+Rules:
+
+* `start_response` validates what it is given (status form, header types, no CR or LF)
+  and drops hop-by-hop headers: framing is the listener's job.
+* An exception before the response head is sent gives a 500 with an IIS-style page; its
+  traceback goes to the log, never to the client. After the head is sent, the stream is
+  aborted and the listener closes the client's connection, so a truncated body is never
+  mistaken for a whole one.
+* `close()` of the app's iterable is always called, whatever happened.
+* A response that is one small piece goes out as one RESPONSE frame (head and body, END).
+  Anything else streams as RESPONSE_BODY frames within the stream's send window.
+* `wsgi.file_wrapper` over a real file is not read here: the worker sends SENDFILE and the
+  listener transmits the file zero-copy (IIS's TransmitFile), then says FILE_DONE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from webgarden import SERVER_NAME
+from webgarden.ipc import frames, messages
+from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
+from webgarden.worker.channel import Channel, Stream
+
+log = logging.getLogger("webgarden.worker")
+
+WSGIApp = Callable[..., Iterable[bytes]]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+SERVER_HEADER = (b"Server", SERVER_NAME.encode())
+
+ERROR_500 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">'
+    b"\r\n<HTML><HEAD><TITLE>Internal Server Error</TITLE>\r\n"
+    b'<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+    b"<BODY><h2>Internal Server Error</h2>\r\n"
+    b"<hr><p>HTTP Error 500. The application failed while processing the request.</p>\r\n"
+    b"</BODY></HTML>\r\n"
+)
+
+
+class ClientDisconnected(OSError):
+    """The client went away; the response is abandoned."""
+
+
+class FileWrapper:
+    """`wsgi.file_wrapper`: iterable over a file-like, and a sendfile hint for the host."""
+
+    def __init__(self, filelike: Any, blksize: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+
+class Input:
+    """`wsgi.input`: the request body, read from the stream's chunks as the app asks."""
+
+    __slots__ = ("_buf", "_channel", "_stream")
+
+    def __init__(self, channel: Channel, stream: Stream) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._buf = b""
+
+    def _next_chunk(self) -> bytes:
+        stream = self._stream
+        if not stream.chunks:
+            if stream.body_done:
+                return b""
+            self._channel.wait_for(
+                lambda: bool(stream.chunks) or stream.body_done or stream.aborted
+            )
+            if not stream.chunks:
+                if stream.aborted or self._channel.closed:
+                    raise ClientDisconnected("the client closed the connection")
+                return b""
+        chunk = stream.chunks.popleft()
+        self._channel.send_frame(FrameType.CREDIT, stream.id, messages.count_payload(len(chunk)))
+        return chunk
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buf]
+            self._buf = b""
+            while chunk := self._next_chunk():
+                parts.append(chunk)
+            return b"".join(parts)
+        while len(self._buf) < size:
+            chunk = self._next_chunk()
+            if not chunk:
+                break
+            self._buf += chunk
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        while True:
+            newline = self._buf.find(b"\n")
+            if newline >= 0 and (limit < 0 or newline < limit):
+                cut = newline + 1
+                break
+            if 0 <= limit <= len(self._buf):
+                cut = limit
+                break
+            chunk = self._next_chunk()
+            if not chunk:
+                cut = len(self._buf) if limit < 0 else min(limit, len(self._buf))
+                break
+            self._buf += chunk
+        line, self._buf = self._buf[:cut], self._buf[cut:]
+        return line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines, total = [], 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class Response:
+    """What the app has said so far about one response, and the sending of it."""
+
+    __slots__ = ("channel", "content_length", "exc_sent", "head", "head_sent", "sent", "stream")
+
+    def __init__(self, channel: Channel, stream: Stream) -> None:
+        self.channel = channel
+        self.stream = stream
+        self.head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+        self.content_length = -1
+        self.head_sent = False
+        self.sent = 0
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.head is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        self.head, self.content_length = _check_head(status, headers)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The PEP 3333 `write()` callable: an unbuffered piece of the body."""
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if not self.head_sent:
+            self.send_head(b"", end=False)
+        self.send_body(bytes(data))
+
+    def send_head(self, body: bytes, end: bool) -> None:
+        if self.head is None:
+            raise AssertionError("the application sent a body before calling start_response")
+        status, reason, headers = self.head
+        length = self.content_length
+        if length >= 0 and len(body) > length:
+            body = body[:length]
+        head = messages.ResponseHead(status, reason, headers, length, body)
+        self.head_sent = True
+        self.sent = len(body)
+        self.channel.send_frame(
+            FrameType.RESPONSE, self.stream.id, messages.encoder.encode(head),
+            FLAG_END if end else 0,
+        )
+
+    def send_body(self, data: bytes) -> None:
+        """Stream `data` within the send window, waiting for credit as needed."""
+        if self.content_length >= 0:
+            room = self.content_length - self.sent
+            if len(data) > room:
+                data = data[: max(room, 0)]
+        stream, channel = self.stream, self.channel
+        view = memoryview(data)
+        while view:
+            if stream.send_window <= 0 or stream.aborted:
+                channel.wait_for(lambda: stream.send_window > 0 or stream.aborted)
+                if stream.aborted or channel.closed:
+                    raise ClientDisconnected("the client closed the connection")
+            n = min(len(view), stream.send_window, MAX_CHUNK)
+            stream.send_window -= n
+            channel.send(
+                frames.encode_header(FrameType.RESPONSE_BODY, stream.id, n) + view[:n].tobytes()
+            )
+            self.sent += n
+            view = view[n:]
+
+    def end(self) -> None:
+        self.channel.send_frame(FrameType.RESPONSE_BODY, self.stream.id, b"", FLAG_END)
+
+
+def _check_head(
+    status: str, headers: list[tuple[str, str]]
+) -> tuple[tuple[int, bytes, list[tuple[bytes, bytes]]], int]:
+    if not isinstance(status, str) or len(status) < 4 or status[3] != " ":
+        raise ValueError(f"invalid WSGI status {status!r}: expected '200 OK'")
+    code = int(status[:3])
+    if not 100 <= code <= 999:
+        raise ValueError(f"invalid WSGI status code {code}")
+    out: list[tuple[bytes, bytes]] = []
+    length = -1
+    server = False
+    for name, value in headers:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"header {name!r}: names and values must be str")
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"header {name!r} contains a forbidden character")
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            continue
+        if lower == "content-length":
+            length = int(value)
+            continue
+        if lower == "date":
+            continue  # the listener writes Date from its own clock
+        server = server or lower == "server"
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    if not server:
+        out.append(SERVER_HEADER)
+    return (code, status[4:].encode("latin-1"), out), length
+
+
+class WSGIHost:
+    def __init__(self, apps: list[WSGIApp], channel: Channel, pool: str) -> None:
+        self.apps = apps
+        self.channel = channel
+        self.requests_served = 0
+        self.base_environ: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+            "SERVER_SOFTWARE": SERVER_NAME,
+            "webgarden.pool": pool,
+        }
+
+    def serve_forever(self) -> None:
+        get = self.channel.requests.get
+        while (stream := get()) is not None:
+            try:
+                self.handle(stream)
+            finally:
+                self.channel.finish(stream)
+                self.requests_served += 1
+
+    def environ(self, stream: Stream) -> dict[str, Any]:
+        head = stream.head
+        env = self.base_environ.copy()
+        env["REQUEST_METHOD"] = head.method
+        env["SCRIPT_NAME"] = head.script_name
+        env["PATH_INFO"] = head.path
+        env["QUERY_STRING"] = head.query.decode("latin-1")
+        env["REQUEST_URI"] = env["RAW_URI"] = head.target.decode("latin-1")
+        env["SERVER_PROTOCOL"] = head.version
+        env["REMOTE_ADDR"], remote_port = head.client
+        env["REMOTE_PORT"] = str(remote_port)
+        server_name, server_port = head.server
+        env["SERVER_PORT"] = str(server_port)
+        env["wsgi.url_scheme"] = head.scheme
+        env["wsgi.input"] = Input(self.channel, stream)
+        for raw_name, raw_value in head.headers:
+            name = raw_name.decode("latin-1").upper().replace("-", "_")
+            value = raw_value.decode("latin-1")
+            if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH":
+                env[name] = value
+                continue
+            key = "HTTP_" + name
+            if key in env:
+                env[key] += "," + value
+            else:
+                env[key] = value
+        host = env.get("HTTP_HOST")
+        env["SERVER_NAME"] = host.rsplit(":", 1)[0] if host and not host.endswith("]") else (
+            host or server_name
+        )
+        return env
+
+    def handle(self, stream: Stream) -> None:
+        response = Response(self.channel, stream)
+        result: Iterable[bytes] | None = None
+        try:
+            environ = self.environ(stream)
+            result = self.apps[stream.head.app](environ, response.start_response)
+            if isinstance(result, FileWrapper) and self._send_file(response, result):
+                return
+            self._send_result(response, result, stream.head.method == "HEAD")
+        except ClientDisconnected:
+            pass
+        except Exception:
+            self._fail(response, stream)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("close() of the response iterable failed")
+
+    def _send_result(self, response: Response, result: Iterable[bytes], head_only: bool) -> None:
+        if isinstance(result, list | tuple) and not response.head_sent:
+            body = b"".join(result)
+            if len(body) <= MAX_CHUNK:
+                response.send_head(body, end=True)
+                return
+        for chunk in result:
+            if not isinstance(chunk, bytes | bytearray):
+                raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
+            if not chunk:
+                continue
+            if not response.head_sent:
+                response.send_head(b"", end=False)
+            if not head_only:
+                response.send_body(bytes(chunk))
+        if not response.head_sent:
+            response.send_head(b"", end=True)
+        else:
+            response.end()
+
+    def _send_file(self, response: Response, wrapper: FileWrapper) -> bool:
+        """Hand a real file to the listener. False: not a plain file, iterate it instead."""
+        try:
+            fd = wrapper.filelike.fileno()
+            info = os.fstat(fd)
+            offset = wrapper.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        count = max(info.st_size - offset, 0)
+        if response.content_length >= 0:
+            count = min(count, response.content_length)
+        else:
+            response.content_length = count
+        stream = response.stream
+        if stream.head.method == "HEAD" or count == 0:
+            response.send_head(b"", end=True)
+            return True
+        response.send_head(b"", end=False)
+        request = messages.SendFile(os.getpid(), fd, offset, count)
+        self.channel.send_frame(
+            FrameType.SENDFILE, stream.id, messages.encoder.encode(request), FLAG_END
+        )
+        # The listener reads the file through /proc/<pid>/fd/<fd>: keep it open until done.
+        self.channel.wait_for(lambda: stream.file_done or stream.aborted)
+        return True
+
+    def _fail(self, response: Response, stream: Stream) -> None:
+        head = stream.head
+        log.exception("application error in %s %s", head.method, head.target.decode("latin-1"))
+        if response.head_sent:
+            abort = messages.encoder.encode(messages.Abort("application error"))
+            self.channel.send_frame(FrameType.ABORT, stream.id, abort, FLAG_END)
+            return
+        response.head = (
+            500,
+            b"Internal Server Error",
+            [(b"Content-Type", b"text/html; charset=us-ascii")],
+        )
+        response.content_length = -1
+        response.send_head(ERROR_500, end=True)
