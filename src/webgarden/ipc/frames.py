@@ -99,7 +99,9 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | memoryview) -> list[Frame]:
+        """Frames whole in what came so far. `data` may be a view of a reused buffer: every
+        payload returned, and the partial frame kept, is a copy."""
         buf = self._buf + data if self._buf else data
         frames: list[Frame] = []
         pos = 0
@@ -117,7 +119,7 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 break
-            frames.append(Frame(ftype, flags, stream, buf[start:stop]))
+            frames.append(Frame(ftype, flags, stream, bytes(buf[start:stop])))
             pos = stop
         self._buf = bytes(buf[pos:]) if pos < end else b""
         return frames

@@ -47,8 +47,9 @@ class LimitExceeded(Exception):
 
 
 class HttpConnection(asyncio.Protocol):
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, port: int) -> None:
         self.listener = listener
+        self.port = port  # the configured port of the binding (0: the kernel picked one)
         limits = listener.config.limits
         self.max_field = limits.max_field_length
         self.max_request = limits.max_request_bytes
@@ -110,6 +111,11 @@ class HttpConnection(asyncio.Protocol):
             self._parse_failed(exc.page)
         except httptools.HttpParserUpgrade:
             pass  # WSGI has no upgrades: the request is answered, then the connection closes
+        except httptools.HttpParserCallbackError as exc:
+            # httptools wraps what a callback raised; the limit that tripped is its context.
+            cause = exc.__context__
+            page = cause.page if isinstance(cause, LimitExceeded) else errors.BAD_REQUEST
+            self._parse_failed(page)
         except httptools.HttpParserInvalidMethodError:
             self._parse_failed(errors.INVALID_VERB)
         except httptools.HttpParserError:
@@ -205,7 +211,7 @@ class HttpConnection(asyncio.Protocol):
             ex.fail(errors.INVALID_HOSTNAME)
             return
         listener = self.listener
-        site = listener.router.site_for(self.server[0], self.server[1], host_of(host))
+        site = listener.router.site_for(self.server[0], self.port, host_of(host))
         if site is None:
             ex.fail(errors.INVALID_HOSTNAME)
             return

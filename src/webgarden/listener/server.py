@@ -73,9 +73,9 @@ class Listener:
                     self.sockets[key] = bind_socket(b.address, b.port)
 
     async def serve(self) -> None:
-        for sock in self.sockets.values():
+        for (_, port), sock in self.sockets.items():
             server = await self.loop.create_server(
-                lambda: HttpConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+                lambda port=port: HttpConnection(self, port), sock=sock, backlog=LISTEN_BACKLOG
             )
             self.servers.append(server)
 

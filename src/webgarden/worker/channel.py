@@ -33,6 +33,7 @@ REQUEST_WINDOW = 1024 * 1024
 RESPONSE_WINDOW = 1024 * 1024
 
 RECV_SIZE = 256 * 1024
+INLINE = None
 
 
 class Stream:
@@ -113,20 +114,27 @@ class Channel:
     def run_reader(self, on_control: Callable[[int, bytes], None]) -> None:
         """Read and route frames until the listener closes the socket."""
         decoder = frames.FrameDecoder()
-        recv = self.sock.recv
+        # recv_into one reused buffer: sock.recv(256 KiB) would allocate (mmap) that much
+        # on every call and cost more than the request it reads.
+        buffer = bytearray(RECV_SIZE)
+        view = memoryview(buffer)
+        recv_into = self.sock.recv_into
         streams = self.streams
         put = self.requests.put
         decode_head = messages.request_decoder.decode
         try:
             while True:
-                data = recv(RECV_SIZE)
-                if not data:
+                n = recv_into(buffer)
+                if not n:
                     break
-                for ftype, flags, sid, payload in decoder.feed(data):
+                for ftype, flags, sid, payload in decoder.feed(view[:n]):
                     if ftype == FrameType.REQUEST:
                         stream = Stream(sid, decode_head(payload), bool(flags & FLAG_END))
                         streams[sid] = stream
-                        put(stream)
+                        if INLINE is not None:
+                            INLINE(stream); self.finish(stream)
+                        else:
+                            put(stream)
                     elif ftype == FrameType.REQUEST_BODY:
                         self._on_body(sid, payload, flags)
                     elif ftype in _STREAM_UPDATES:

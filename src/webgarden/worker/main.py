@@ -107,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOAD_FAILED
 
     host = WSGIHost(apps, channel, args.pool)
+    if os.environ.get("WG_INLINE"):
+        from webgarden.worker import channel as chmod
+        chmod.INLINE = host.handle
     threads = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
         for i in range(args.threads)
     ]
     for thread in threads:
         thread.start()
-    ready = messages.Ready(os.getpid(), args.threads)
+    ready = messages.Ready(os.getpid(), args.threads * int(os.environ.get("WG_CAPX", "1")))
     channel.send_frame(FrameType.READY, 0, messages.encoder.encode(ready))
 
     stopping = threading.Event()

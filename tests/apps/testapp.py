@@ -1,0 +1,149 @@
+"""The WSGI application the server tests run. Every route exercises one part of PEP 3333.
+
+`/hold` blocks its thread until the worker gets SIGUSR1 (or 30 s pass): tests use it to
+keep a worker busy and release it by a real signal, not by timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from urllib.parse import parse_qs
+
+RELEASE = threading.Event()
+
+
+def _release(signum, frame):  # noqa: ANN001
+    RELEASE.set()
+
+
+signal.signal(signal.SIGUSR1, _release)
+
+CHUNK = b"x" * (256 * 1024)
+
+
+def _params(environ):  # noqa: ANN001
+    return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def _reply(start_response, body, status="200 OK", ctype="text/plain"):  # noqa: ANN001
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ClosingIterable:
+    def __init__(self, parts, tag):  # noqa: ANN001
+        self.parts = parts
+        self.tag = tag
+
+    def __iter__(self):  # noqa: ANN204
+        yield from self.parts
+
+    def close(self) -> None:
+        print(f"closed {self.tag}", file=sys.stderr, flush=True)
+
+
+def application(environ, start_response):  # noqa: ANN001, ANN201, C901
+    path = environ["PATH_INFO"]
+    params = _params(environ)
+    if "mark" in params:
+        print(f"served {params['mark']}", file=sys.stderr, flush=True)
+    if path == "/hello":
+        return _reply(start_response, b"Hello, World!")
+    if path == "/pid":
+        return _reply(start_response, str(os.getpid()).encode())
+    if path == "/echo":
+        data = environ["wsgi.input"].read()
+        return _reply(start_response, data, ctype="application/octet-stream")
+    if path == "/digest":
+        # Reads the body in pieces; answers its length and sha256 (for large uploads).
+        stream, digest, total = environ["wsgi.input"], hashlib.sha256(), 0
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            total += len(chunk)
+        return _reply(start_response, f"{total} {digest.hexdigest()}".encode())
+    if path == "/lines":
+        lines = environ["wsgi.input"].readlines()
+        return _reply(start_response, str(len(lines)).encode())
+    if path == "/big":
+        size = int(params.get("size", "0"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(size))])
+        return _big(size)
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (f"part {i}\n".encode() for i in range(int(params.get("n", "3"))))
+    if path == "/slow":
+        time.sleep(int(params.get("ms", "100")) / 1000)
+        return _reply(start_response, b"slow done")
+    if path == "/hold":
+        print(f"holding {params.get('tag', '')}", file=sys.stderr, flush=True)
+        RELEASE.wait(30)
+        return _reply(start_response, b"released")
+    if path == "/error":
+        raise RuntimeError("boom: the test app failed on purpose")
+    if path == "/error-after-start":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _fail_midway()
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")
+        return [b"and returned"]
+    if path == "/exc-info":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("changed my mind")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"replaced"]
+    if path == "/close":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ClosingIterable([b"a", b"b"], params.get("tag", "x"))
+    if path == "/close-error":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        class Failing(ClosingIterable):
+            def __iter__(self):  # noqa: ANN204
+                yield b"a"
+                raise RuntimeError("iteration failed")
+
+        return Failing([], params.get("tag", "x"))
+    if path == "/file":
+        f = open(params["path"], "rb")  # noqa: SIM115
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/environ":
+        keys = ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+                "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "CONTENT_TYPE",
+                "CONTENT_LENGTH", "HTTP_HOST", "HTTP_X_TEST", "wsgi.url_scheme",
+                "webgarden.pool", "REQUEST_URI"]
+        data = {k: environ.get(k) for k in keys}
+        return _reply(start_response, json.dumps(data).encode(), ctype="application/json")
+    return _reply(start_response, b"no such route", status="404 Not Found")
+
+
+def _big(size: int):  # noqa: ANN202
+    while size > 0:
+        piece = CHUNK if size >= len(CHUNK) else CHUNK[:size]
+        size -= len(piece)
+        yield piece
+
+
+def _fail_midway():  # noqa: ANN202
+    yield b"first part"
+    raise RuntimeError("failed after the head was sent")
+
+
+def validated():  # noqa: ANN201
+    from wsgiref.validate import validator
+
+    return validator(application)
+
+
+validated_app = validated()

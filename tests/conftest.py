@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import ServerProcess
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """start_server("app:application", "--workers", "2", ...) -> a running ServerProcess."""
+    servers: list[ServerProcess] = []
+
+    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+              ) -> ServerProcess:
+        argv = list(args)
+        if argv and argv[0] != "run" and not argv[0].startswith("-"):
+            argv = ["run", *argv]
+        if "--bind" not in argv:
+            argv += ["--bind", "127.0.0.1:0"]
+        server = ServerProcess(argv, tmp_path, cwd=cwd, env=env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
