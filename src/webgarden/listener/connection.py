@@ -330,6 +330,7 @@ class HttpConnection(asyncio.Protocol):
         return None
 
     def drain(self) -> None:
-        """The server is shutting down: close now if idle, else after the pipeline."""
+        """The server is shutting down. A busy connection closes after its last response;
+        an idle one at the next tick, so a request already on its way is still served."""
         if not self.pipeline and not self.in_head and self.parsing is None:
-            self.close()
+            self.deadline = self.listener.now

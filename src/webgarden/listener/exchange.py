@@ -350,5 +350,8 @@ class Exchange:
         self.abandoned = True
         if self.link is not None:
             self.link.abandon(self.sid)
-        elif self.pool is not None:
-            self.pool.remove(self)
+        elif self.pool is not None and self.pool.remove(self):
+            self.conn.listener.events.emit(
+                "request.dropped", pool=self.pool.name, reason="Client_Reset",
+                method=self.method, url=self.target.decode("latin-1"),
+            )
