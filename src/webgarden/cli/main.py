@@ -136,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except StartupError as exc:
             print(f"webgarden: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        host, port = server.listener.addresses()[0]
         print(
             f"webgarden {__version__}: serving {args.app} on http://{host}:{port}/ "
             f"({args.workers} worker(s) x {args.threads} threads, queue {args.queue_length}); "

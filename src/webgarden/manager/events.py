@@ -2,8 +2,9 @@
 
 Every lifecycle event of the server, its pools and workers goes here, with IIS's event id
 where IIS has one (`iis_event`). Tests synchronize on these lines, never on sleeps.
-While the server starts, events can be held back (`hold`) and then written (`release`) or
-dropped (`discard`): a start that fails ends with one clear line, not a page of events.
+When the log is standard error, the events of a start are held back (`hold`) and then
+written (`release`) or dropped (`discard`): a start that fails shows the user one clear
+line, not a page of events. A log file gets every event as it happens.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class EventLog:
             pass  # a closed stderr must not take the server down
 
     def hold(self) -> None:
-        self._held = []
+        if not self._owned:
+            self._held = []
 
     def release(self) -> None:
         held, self._held = self._held or [], None
@@ -43,7 +45,9 @@ class EventLog:
             self._write(line)
 
     def discard(self) -> None:
-        self._held = None
+        """Drop what was held, and keep dropping until `release`."""
+        if self._held is not None:
+            self._held = []
 
     def close(self) -> None:
         if self._owned:
