@@ -63,7 +63,9 @@ def test_every_response_is_200_while_a_worker_is_killed_every_300_ms(start_serve
 
 
 def test_a_full_queue_gives_503_with_retry_after_and_queued_requests_are_then_served(start_server) -> None:  # noqa: ANN001
-    server = start_server("testapp:application", "--threads", "1", "--queue-length", "2")
+    server = start_server(
+        "testapp:application", "--threads", "1", "--prefetch", "0", "--queue-length", "2"
+    )
     holder = Client(server.port)
     holder.send(b"GET /hold?tag=first HTTP/1.1\r\nHost: a\r\n\r\n")
     _wait_for_stderr(server, "holding first")
@@ -86,7 +88,7 @@ def test_a_full_queue_gives_503_with_retry_after_and_queued_requests_are_then_se
 
 
 def test_a_client_that_leaves_while_queued_is_dropped_from_the_queue(start_server) -> None:  # noqa: ANN001
-    server = start_server("testapp:application", "--threads", "1")
+    server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"GET /hold?tag=h HTTP/1.1\r\nHost: a\r\n\r\n")
     _wait_for_stderr(server, "holding h")
@@ -104,7 +106,7 @@ def test_a_client_that_leaves_while_queued_is_dropped_from_the_queue(start_serve
 
 
 def test_queued_requests_wait_for_a_restarted_worker_and_are_then_served(start_server) -> None:  # noqa: ANN001
-    server = start_server("testapp:application", "--threads", "1")
+    server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"POST /hold?tag=h HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
     _wait_for_stderr(server, "holding h")
@@ -140,7 +142,7 @@ def test_sigterm_during_load_lets_in_flight_and_queued_requests_complete(start_s
 
 
 def test_a_second_sigint_cuts_the_shutdown_short(start_server) -> None:  # noqa: ANN001
-    server = start_server("testapp:application", "--threads", "1")
+    server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"GET /hold?tag=h HTTP/1.1\r\nHost: a\r\n\r\n")
     _wait_for_stderr(server, "holding h")
@@ -161,3 +163,22 @@ def _wait_for_stderr(server, text: str) -> None:  # noqa: ANN001
     while text not in server.stderr:
         assert time.monotonic() < deadline, f"{text!r} never appeared in stderr"
         _wait_for_growth(server.stderr_path, os.path.getsize(server.stderr_path), 0.5)
+
+
+def test_a_prefetched_request_whose_client_left_frees_its_slot(start_server) -> None:  # noqa: ANN001
+    server = start_server("testapp:application", "--threads", "1", "--prefetch", "2",
+                          "--shutdown-time-limit", "20")
+    holder = Client(server.port)
+    holder.send(b"GET /hold?tag=h HTTP/1.1\r\nHost: a\r\n\r\n")
+    _wait_for_stderr(server, "holding h")
+    leaver = Client(server.port)  # capacity 3: this one waits inside the worker, prefetched
+    leaver.send(b"GET /hello?mark=prefetched-leaver HTTP/1.1\r\nHost: a\r\n\r\n")
+    leaver.close()
+    server.wait_event(lambda e: e["event"] == "request.dropped")
+    os.kill(server.worker_pids()[0], signal.SIGUSR1)
+    assert holder.read_response()[2] == b"released"
+    # Whether the worker saw the abort before its thread got there or not, the stream ends
+    # and its slot is free: the shutdown does not wait for it.
+    assert server.stop() == 0
+    events = [e["event"] for e in server.events()]
+    assert "server.drain_incomplete" not in events and "worker.shutdown_timeout" not in events

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a worker more (default: 8)",
     )
     run.add_argument(
+        "--prefetch", type=int, default=None, metavar="N",
+        help="requests a worker may hold beyond its running threads, so that listener and "
+        "worker batch their messages; 0 sends a worker only what its threads can start at "
+        "once (default: 3 x --threads)",
+    )
+    run.add_argument(
         "--queue-length", type=_positive, default=1000, metavar="N",
         help="requests the pool's queue holds while every worker is busy or restarting; "
         "beyond it, 503 Service Unavailable (IIS queueLength, default: 1000)",
@@ -120,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers,
         threads=args.threads,
+        prefetch=args.prefetch,
         queue_length=args.queue_length,
         limits=Limits(
             connection_timeout=args.connection_timeout,

@@ -25,9 +25,14 @@ class PoolConfig:
     queue_length: int = 1000  # queueLength: requests held before 503 QueueFull
     max_processes: int = 1  # processModel/@maxProcesses: > 1 is a web garden
     threads: int = 8  # Python: requests one worker runs at once (WSGI threads)
+    prefetch: int | None = None  # Python: requests a worker holds beyond its threads (None: 3 x threads)
     startup_time_limit: float = 90.0  # processModel/@startupTimeLimit, seconds
     shutdown_time_limit: float = 90.0  # processModel/@shutdownTimeLimit, seconds
     python_path: tuple[str, ...] = ()  # Python: extra import paths for the workers
+
+    @property
+    def worker_prefetch(self) -> int:
+        return 3 * self.threads if self.prefetch is None else self.prefetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,7 @@ def single_app(
     port: int = 8080,
     workers: int = 1,
     threads: int = 8,
+    prefetch: int | None = None,
     queue_length: int = 1000,
     limits: Limits | None = None,
     event_log: str | None = None,
@@ -102,6 +108,7 @@ def single_app(
         queue_length=queue_length,
         max_processes=workers,
         threads=threads,
+        prefetch=prefetch,
         shutdown_time_limit=shutdown_time_limit,
     )
     site = SiteConfig(

@@ -345,13 +345,17 @@ class Exchange:
         self.finish()
 
     def client_gone(self) -> None:
+        """The client closed its connection: drop the request, or abandon its stream."""
         if self.done or self.abandoned:
             return
         self.abandoned = True
+        pool = self.pool
         if self.link is not None:
             self.link.abandon(self.sid)
-        elif self.pool is not None and self.pool.remove(self):
-            self.conn.listener.events.emit(
-                "request.dropped", pool=self.pool.name, reason="Client_Reset",
-                method=self.method, url=self.target.decode("latin-1"),
-            )
+        elif pool is None or not pool.remove(self):
+            return
+        self.conn.listener.events.emit(
+            "request.dropped", pool=pool.name if pool else None, reason="Client_Reset",
+            dispatched=self.link is not None, method=self.method,
+            url=self.target.decode("latin-1"),
+        )

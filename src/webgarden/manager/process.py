@@ -56,6 +56,7 @@ class WorkerProcess:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(child.fileno())]
         argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
+        argv += ["--prefetch", str(pool.config.worker_prefetch)]
         for spec in pool.app_specs:
             argv += ["--app", spec]
         for path in (os.getcwd(), *pool.config.python_path):

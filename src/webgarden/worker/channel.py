@@ -4,9 +4,10 @@ Theory of operation:
 
 * The worker's main thread is the only reader. It decodes frames and routes them: a
   REQUEST becomes a `Stream` on the `requests` queue that the app threads pull from (the
-  pull model: the listener sends no more requests than the capacity the worker announced,
-  so a request never waits here for a thread); body chunks, credit, file acknowledgements
-  and aborts update their `Stream` and wake whoever waits on it; PING is answered at once.
+  pull model: the listener sends no more requests than the capacity the worker announced:
+  its threads plus a bounded prefetch, see `worker.main`); body chunks, credit, file
+  acknowledgements and aborts update their `Stream` and wake whoever waits on it; PING is
+  answered at once.
 * Any thread may write. Writes are coalesced: a writer appends its frame and, if nobody is
   writing, becomes the flusher and sends everything queued, in a loop, until the queue is
   empty. Frames queued by other threads while a `sendall` runs go out in the next write.
@@ -33,7 +34,6 @@ REQUEST_WINDOW = 1024 * 1024
 RESPONSE_WINDOW = 1024 * 1024
 
 RECV_SIZE = 256 * 1024
-INLINE = None
 
 
 class Stream:
@@ -131,10 +131,7 @@ class Channel:
                     if ftype == FrameType.REQUEST:
                         stream = Stream(sid, decode_head(payload), bool(flags & FLAG_END))
                         streams[sid] = stream
-                        if INLINE is not None:
-                            INLINE(stream); self.finish(stream)
-                        else:
-                            put(stream)
+                        put(stream)
                     elif ftype == FrameType.REQUEST_BODY:
                         self._on_body(sid, payload, flags)
                     elif ftype in _STREAM_UPDATES:

@@ -4,8 +4,12 @@ The manager <-> worker contract:
 
 * The worker gets its socketpair end as `--fd`, its pool's applications as `--app`
   (repeated, in the order the listener indexes them) and its thread count.
-* It loads every application, then sends READY with its capacity. A load failure sends
-  ABORT on stream 0 with a one-line reason and exits with `EXIT_LOAD_FAILED`.
+* It loads every application, then sends READY with its capacity: its threads plus its
+  prefetch, the requests it may hold beyond those running (as w3wp keeps several receives
+  outstanding on its HTTP.sys queue). Prefetched requests let the listener and the worker
+  batch their frames; a prefetched request whose client left is skipped, not run.
+* A load failure sends ABORT on stream 0 with a one-line reason and exits with
+  `EXIT_LOAD_FAILED`.
 * It answers PING with PONG from its reader thread, so a ping measures whether the
   interpreter still runs Python at all (an app holding the GIL in C fails it).
 * STOP: finish what runs, then exit `EXIT_OK`. The listener sends STOP only after it has
@@ -82,6 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", required=True)
     parser.add_argument("--app", action="append", default=[], required=True)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--prefetch", type=int, default=0)
     parser.add_argument("--path", action="append", default=[])
     return parser.parse_args(argv)
 
@@ -107,16 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOAD_FAILED
 
     host = WSGIHost(apps, channel, args.pool)
-    if os.environ.get("WG_INLINE"):
-        from webgarden.worker import channel as chmod
-        chmod.INLINE = host.handle
     threads = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
         for i in range(args.threads)
     ]
     for thread in threads:
         thread.start()
-    ready = messages.Ready(os.getpid(), args.threads * int(os.environ.get("WG_CAPX", "1")))
+    ready = messages.Ready(os.getpid(), args.threads + args.prefetch)
     channel.send_frame(FrameType.READY, 0, messages.encoder.encode(ready))
 
     stopping = threading.Event()

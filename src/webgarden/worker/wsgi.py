@@ -158,7 +158,7 @@ class Input:
 class Response:
     """What the app has said so far about one response, and the sending of it."""
 
-    __slots__ = ("channel", "content_length", "exc_sent", "head", "head_sent", "sent", "stream")
+    __slots__ = ("channel", "content_length", "ended", "head", "head_sent", "sent", "stream")
 
     def __init__(self, channel: Channel, stream: Stream) -> None:
         self.channel = channel
@@ -166,6 +166,7 @@ class Response:
         self.head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self.content_length = -1
         self.head_sent = False
+        self.ended = False  # a frame that ends the stream went out (END, SENDFILE, ABORT)
         self.sent = 0
 
     def start_response(
@@ -202,6 +203,7 @@ class Response:
             body = body[:length]
         head = messages.ResponseHead(status, reason, headers, length, body)
         self.head_sent = True
+        self.ended = end
         self.sent = len(body)
         self.channel.send_frame(
             FrameType.RESPONSE, self.stream.id, messages.encoder.encode(head),
@@ -230,7 +232,14 @@ class Response:
             view = view[n:]
 
     def end(self) -> None:
+        self.ended = True
         self.channel.send_frame(FrameType.RESPONSE_BODY, self.stream.id, b"", FLAG_END)
+
+    def abort(self, reason: str) -> None:
+        """End the stream without a whole response; the listener frees the worker's slot."""
+        self.ended = True
+        payload = messages.encoder.encode(messages.Abort(reason))
+        self.channel.send_frame(FrameType.ABORT, self.stream.id, payload, FLAG_END)
 
 
 def _check_head(
@@ -285,7 +294,10 @@ class WSGIHost:
         get = self.channel.requests.get
         while (stream := get()) is not None:
             try:
-                self.handle(stream)
+                if stream.aborted:  # a prefetched request whose client already left
+                    Response(self.channel, stream).abort("client gone before the request ran")
+                else:
+                    self.handle(stream)
             finally:
                 self.channel.finish(stream)
                 self.requests_served += 1
@@ -336,6 +348,8 @@ class WSGIHost:
         except Exception:
             self._fail(response, stream)
         finally:
+            if not response.ended:
+                response.abort("the response was abandoned")
             close = getattr(result, "close", None)
             if close is not None:
                 try:
@@ -384,6 +398,7 @@ class WSGIHost:
             return True
         response.send_head(b"", end=False)
         request = messages.SendFile(os.getpid(), fd, offset, count)
+        response.ended = True
         self.channel.send_frame(
             FrameType.SENDFILE, stream.id, messages.encoder.encode(request), FLAG_END
         )
@@ -395,8 +410,7 @@ class WSGIHost:
         head = stream.head
         log.exception("application error in %s %s", head.method, head.target.decode("latin-1"))
         if response.head_sent:
-            abort = messages.encoder.encode(messages.Abort("application error"))
-            self.channel.send_frame(FrameType.ABORT, stream.id, abort, FLAG_END)
+            response.abort("application error")
             return
         response.head = (
             500,
