@@ -35,8 +35,9 @@ class RequestHead(msgspec.Struct, array_like=True, frozen=True):
 
 class ResponseHead(msgspec.Struct, array_like=True, frozen=True):
     status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]]  # hop-by-hop headers already removed
+    # The status line and header lines, each ending in CRLF, as they go on the wire; the
+    # worker validated them and removed hop-by-hop headers, Content-Length and Date.
+    head: bytes
     content_length: int = -1  # from the app's Content-Length, -1 when it gave none
     body: bytes = b""  # the first (with FLAG_END: the whole) body
 

@@ -29,7 +29,6 @@ import httptools
 
 from webgarden.listener import errors
 from webgarden.listener.exchange import Exchange
-from webgarden.listener.routing import host_of
 from webgarden.listener.sendfile import FileSender
 from webgarden.listener.urls import InvalidURL, split_target
 
@@ -64,6 +63,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.host = b""
         self.expect = False
+        self.has_body = False
         self.head_bytes = 0
         self.raw_head = 0
         self.in_head = False
@@ -136,6 +136,7 @@ class HttpConnection(asyncio.Protocol):
         self.headers = []
         self.host = b""
         self.expect = False
+        self.has_body = False
         self.head_bytes = 0
         self.raw_head = 0
         self.in_head = True
@@ -158,6 +159,10 @@ class HttpConnection(asyncio.Protocol):
             if self.host:
                 raise LimitExceeded(errors.INVALID_HOSTNAME)  # two Host headers
             self.host = value
+        elif lower == b"content-length":
+            self.has_body = value != b"0"
+        elif lower == b"transfer-encoding":
+            self.has_body = True
         elif lower == b"expect" and value.lower() == b"100-continue":
             self.expect = True
         self.headers.append((name, value))
@@ -176,6 +181,7 @@ class HttpConnection(asyncio.Protocol):
             self.headers,
             parser.should_keep_alive() and not parser.should_upgrade(),
             self.expect and version == "1.1",
+            not self.has_body,
         )
         self.parsing = ex
         self.deadline = self.listener.now + self.listener.idle_timeout
@@ -211,7 +217,7 @@ class HttpConnection(asyncio.Protocol):
             ex.fail(errors.INVALID_HOSTNAME)
             return
         listener = self.listener
-        site = listener.router.site_for(self.server[0], self.port, host_of(host))
+        site = listener.router.site_for_header(self.server[0], self.port, host)
         if site is None:
             ex.fail(errors.INVALID_HOSTNAME)
             return

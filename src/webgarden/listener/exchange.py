@@ -39,18 +39,6 @@ BODY_BUFFER_LIMIT = 1024 * 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_status_lines: dict[tuple[int, bytes], bytes] = {}
-
-
-def status_line(status: int, reason: bytes) -> bytes:
-    line = _status_lines.get((status, reason))
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-        if len(_status_lines) < 1024:
-            _status_lines[(status, reason)] = line
-    return line
-
-
 class Exchange:
     __slots__ = (
         "abandoned",
@@ -94,6 +82,7 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
         expect_continue: bool,
+        body_done: bool,
     ) -> None:
         self.conn = conn
         self.method = method
@@ -110,7 +99,7 @@ class Exchange:
         self.pool: PoolQueue | None = None
         self.body: collections.deque[bytes] = collections.deque()
         self.body_size = 0
-        self.body_done = False
+        self.body_done = body_done  # True from the start when the head announced no body
         self.sent_body = False  # some body bytes went to a worker (no resending then)
         self.link: WorkerLink | None = None
         self.sid = 0
@@ -170,6 +159,8 @@ class Exchange:
             self.conn.pause_reading()
 
     def body_complete(self) -> None:
+        if self.end_sent:
+            return  # a body-less request: its head went out with END
         self.body_done = True
         if self.link is not None:
             self.pump_body()
@@ -209,15 +200,22 @@ class Exchange:
             return
         conn = self.conn
         status = self.status = head.status
-        header_block = b"".join([n + b": " + v + b"\r\n" for n, v in head.headers])
-        count = len(head.headers)
-        if header_block.count(b"\n") != count or header_block.count(b"\r") != count:
-            self.on_worker_abort()  # a header with CR or LF in it: never pass it on
+        block = head.head
+        # The worker serialized the head; whatever it is, it must not split the response.
+        lines = block.count(b"\r\n")
+        if (
+            block.count(b"\n") != lines
+            or block.count(b"\r") != lines
+            or b"\r\n\r\n" in block
+            or block[-2:] != b"\r\n"
+            or block[:9] != b"HTTP/1.1 "
+        ):
+            self.on_worker_abort()
             return
         no_body = self.head_only or status < 200 or status == 204 or status == 304
         keep = self.keep_alive and conn.may_keep_alive()
         body = head.body
-        parts = [status_line(status, head.reason), header_block]
+        parts = [block]
         if head.content_length >= 0:
             parts.append(b"Content-Length: %d\r\n" % head.content_length)
             self.remaining = 0 if no_body else head.content_length - len(body)
@@ -236,7 +234,7 @@ class Exchange:
             parts.append(b"Connection: close\r\n")
         elif self.version == "HTTP/1.0":
             parts.append(b"Connection: keep-alive\r\n")
-        parts.append(conn.date_line)
+        parts.append(conn.listener.date_line)
         parts.append(b"\r\n")
         if body and not no_body:
             if self.chunked:

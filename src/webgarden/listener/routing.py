@@ -40,8 +40,13 @@ class _Site:
         return None
 
 
+#: Distinct (address, port, Host header) triples whose site is remembered.
+SITE_CACHE_SIZE = 4096
+
+
 class Router:
     def __init__(self, config: ServerConfig) -> None:
+        self._cache: dict[tuple[str, int, bytes], _Site | None] = {}
         # (port) -> ordered candidate lists by precedence
         self._exact: dict[tuple[int, str], list[tuple[str, _Site]]] = {}
         self._wild: dict[int, list[tuple[str, str, _Site]]] = {}
@@ -83,6 +88,19 @@ class Router:
                     ):
                         return site
         return self._by_ip.get((port, local_ip)) or self._any.get(port)
+
+    def site_for_header(self, local_ip: str, port: int, header: bytes) -> _Site | None:
+        """`site_for` with the raw Host header, remembered: the hot path's lookup."""
+        key = (local_ip, port, header)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        site = self.site_for(local_ip, port, host_of(header))
+        if len(self._cache) >= SITE_CACHE_SIZE:
+            self._cache.clear()  # hostile Host variety: start over rather than grow
+        self._cache[key] = site
+        return site
 
     def route(self, local_ip: str, port: int, host: str, path: str) -> tuple[Route, str] | None:
         """The route and the path below the application, or None (no site, or no app)."""

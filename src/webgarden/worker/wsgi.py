@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -48,7 +49,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-SERVER_HEADER = (b"Server", SERVER_NAME.encode())
+SERVER_LINE = f"Server: {SERVER_NAME}\r\n"
 
 ERROR_500 = (
     b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">'
@@ -163,7 +164,7 @@ class Response:
     def __init__(self, channel: Channel, stream: Stream) -> None:
         self.channel = channel
         self.stream = stream
-        self.head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+        self.head: tuple[int, bytes] | None = None  # status code, serialized head
         self.content_length = -1
         self.head_sent = False
         self.ended = False  # a frame that ends the stream went out (END, SENDFILE, ABORT)
@@ -197,11 +198,11 @@ class Response:
     def send_head(self, body: bytes, end: bool) -> None:
         if self.head is None:
             raise AssertionError("the application sent a body before calling start_response")
-        status, reason, headers = self.head
+        status, serialized = self.head
         length = self.content_length
         if length >= 0 and len(body) > length:
             body = body[:length]
-        head = messages.ResponseHead(status, reason, headers, length, body)
+        head = messages.ResponseHead(status, serialized, length, body)
         self.head_sent = True
         self.ended = end
         self.sent = len(body)
@@ -242,35 +243,51 @@ class Response:
         self.channel.send_frame(FrameType.ABORT, self.stream.id, payload, FLAG_END)
 
 
-def _check_head(
-    status: str, headers: list[tuple[str, str]]
-) -> tuple[tuple[int, bytes, list[tuple[bytes, bytes]]], int]:
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_checked_names: dict[str, str] = {}  # header names already validated -> lower case
+_SPECIAL = HOP_BY_HOP | {"content-length", "date", "server"}
+
+
+def _check_head(status: str, headers: list[tuple[str, str]]) -> tuple[tuple[int, bytes], int]:
+    """Validate a WSGI head; return (status code, serialized head) and the Content-Length.
+
+    The head is the status line and the header lines, each ending in CRLF, in latin-1, so the
+    listener only adds its own lines (Date, framing, Connection). A CR or LF anywhere but at
+    the end of a line is refused: no app can split a response.
+    """
     if not isinstance(status, str) or len(status) < 4 or status[3] != " ":
         raise ValueError(f"invalid WSGI status {status!r}: expected '200 OK'")
     code = int(status[:3])
     if not 100 <= code <= 999:
         raise ValueError(f"invalid WSGI status code {code}")
-    out: list[tuple[bytes, bytes]] = []
+    parts = ["HTTP/1.1 ", status, "\r\n"]
     length = -1
     server = False
     for name, value in headers:
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"header {name!r}: names and values must be str")
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            raise ValueError(f"header {name!r} contains a forbidden character")
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            continue
-        if lower == "content-length":
-            length = int(value)
-            continue
-        if lower == "date":
-            continue  # the listener writes Date from its own clock
-        server = server or lower == "server"
-        out.append((name.encode("latin-1"), value.encode("latin-1")))
+        lower = _checked_names.get(name)
+        if lower is None:
+            if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+                raise ValueError(f"invalid header name {name!r}")
+            lower = name.lower()
+            if len(_checked_names) < 1024:
+                _checked_names[name] = lower
+        if lower in _SPECIAL:
+            if lower == "content-length":
+                length = int(value)
+                continue
+            if lower != "server":
+                continue  # hop-by-hop (framing is the listener's), or Date (its clock)
+            server = True
+        if not isinstance(value, str):
+            raise TypeError(f"header {name!r}: the value must be str, not {type(value).__name__}")
+        parts += (name, ": ", value, "\r\n")
     if not server:
-        out.append(SERVER_HEADER)
-    return (code, status[4:].encode("latin-1"), out), length
+        parts.append(SERVER_LINE)
+    text = "".join(parts)
+    lines = 1 + (len(parts) - 3) // 4 + (0 if server else 1)  # status, headers, Server
+    if text.count("\n") != lines or text.count("\r") != lines:
+        raise ValueError("a header or the status contains a CR or LF")
+    return (code, text.encode("latin-1")), length
 
 
 class WSGIHost:
@@ -412,10 +429,7 @@ class WSGIHost:
         if response.head_sent:
             response.abort("application error")
             return
-        response.head = (
-            500,
-            b"Internal Server Error",
-            [(b"Content-Type", b"text/html; charset=us-ascii")],
+        response.head, response.content_length = _check_head(
+            "500 Internal Server Error", [("Content-Type", "text/html; charset=us-ascii")]
         )
-        response.content_length = -1
         response.send_head(ERROR_500, end=True)
