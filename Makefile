@@ -1,5 +1,13 @@
 # One command per chore. Every target sets the environment up first (./.venv).
+# The venv is made from the system's Python 3.11+ where there is one: workers started by a
+# root server run as an unprivileged user, who must be able to run the interpreter (a
+# Python under /root, as pyenv installs it, is out of its reach).
+SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null)
+ifeq ($(SYSTEM_PYTHON),True)
+PYTHON ?= /usr/bin/python3
+else
 PYTHON ?= python3
+endif
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed

@@ -27,3 +27,15 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temporary directory every user can read: a root server's workers run as nobody."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="webgarden-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -12,13 +12,17 @@ from webgarden.manager.states import (
 
 
 class FakeUpstream:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, name: str = "a") -> None:
+        self.name = name
         self.capacity = capacity
         self.got: list[object] = []
 
     @property
     def inflight(self) -> int:
         return len(self.got)
+
+    def serves(self, request: object) -> bool:
+        return not (isinstance(request, str) and request.startswith("only-b:")) or self.name == "b"
 
     def dispatch(self, request: object) -> None:
         self.got.append(request)
@@ -75,3 +79,15 @@ def test_states_move_only_along_their_tables() -> None:
         next_worker_state(WorkerState.EXITED, "ready")
     with pytest.raises(IllegalTransition, match="pool in state Stopped cannot take event 'stop'"):
         next_pool_state(PoolState.STOPPED, "stop")
+
+
+def test_a_request_waits_for_a_worker_that_hosts_its_application() -> None:
+    queue = PoolQueue("p", 10)
+    old = FakeUpstream(10, "a")
+    queue.add_upstream(old)
+    queue.submit("only-b:new-app")
+    queue.submit("any")  # behind it in line: first come, first served
+    assert old.got == [] and len(queue.waiting) == 2
+    new = FakeUpstream(10, "b")
+    queue.add_upstream(new)
+    assert new.got == ["only-b:new-app"] and old.got == ["any"]  # then the least busy

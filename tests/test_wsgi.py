@@ -85,9 +85,9 @@ def test_close_is_called_after_a_normal_response_and_after_a_failing_one(server)
     assert "closed normal" in server.stderr and "closed failing" in server.stderr
 
 
-def test_file_wrapper_is_sent_by_the_listener_zero_copy(server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_file_wrapper_is_sent_by_the_listener_zero_copy(server, shared_tmp: Path) -> None:  # noqa: ANN001
     data = os.urandom(3 * 1024 * 1024 + 17)
-    path = tmp_path / "blob.bin"
+    path = shared_tmp / "blob.bin"
     path.write_bytes(data)
     with httpx.Client(base_url=server.url) as http:
         for _ in range(3):  # several on one keep-alive connection: each ends where it should

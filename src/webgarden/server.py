@@ -28,6 +28,7 @@ from webgarden.config.model import ServerConfig
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager.events import EventLog
+from webgarden.manager.identity import IdentityError
 from webgarden.manager.pool import AppPool
 
 
@@ -41,10 +42,13 @@ class Server:
         self.events = EventLog(config.event_log)
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.queues = {p.name: PoolQueue(p.name, p.queue_length) for p in config.pools}
-        self.pools = {
-            p.name: AppPool(p, config.applications_of(p.name), self.queues[p.name], self.events)
-            for p in config.pools
-        }
+        try:
+            self.pools = {
+                p.name: AppPool(p, config.applications_of(p.name), self.queues[p.name], self.events)
+                for p in config.pools
+            }
+        except IdentityError as exc:
+            raise StartupError(str(exc)) from None
         self.listener = Listener(config, self.queues, self.events)
         self.stopping = False
 

@@ -137,8 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     async def serve() -> int:
-        server = Server(config)
         try:
+            server = Server(config)
             await server.start()
         except StartupError as exc:
             print(f"webgarden: {exc}", file=sys.stderr)

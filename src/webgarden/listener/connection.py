@@ -227,7 +227,7 @@ class HttpConnection(asyncio.Protocol):
             return
         route, ex.path = matched
         ex.script_name = route.script_name
-        ex.app_index = route.app_index
+        ex.app = route.app
         ex.query = target.query
         pool = ex.pool = listener.pools[route.pool]
         page = pool.submit(ex)

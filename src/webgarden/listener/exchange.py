@@ -30,6 +30,7 @@ from webgarden.listener.sendfile import FileSender
 from webgarden.listener.upstream import REQUEST_WINDOW, WorkerLink
 
 if TYPE_CHECKING:
+    from webgarden.config.model import ApplicationConfig
     from webgarden.listener.connection import HttpConnection
     from webgarden.listener.pool_queue import PoolQueue
 
@@ -42,7 +43,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Exchange:
     __slots__ = (
         "abandoned",
-        "app_index",
+        "app",
         "body",
         "body_done",
         "body_size",
@@ -95,7 +96,7 @@ class Exchange:
         self.path = ""
         self.query = b""
         self.script_name = ""
-        self.app_index = 0
+        self.app: ApplicationConfig | None = None
         self.pool: PoolQueue | None = None
         self.body: collections.deque[bytes] = collections.deque()
         self.body_size = 0
@@ -126,7 +127,7 @@ class Exchange:
             conn.write(CONTINUE)
             self.expect_continue = False
         head = messages.RequestHead(
-            self.app_index,
+            link.apps[self.app],
             self.method,
             self.target,
             self.path,

@@ -6,7 +6,8 @@ Rules:
   full is refused with 503 `QueueFull`; a request already queued is never dropped, except
   when its own client leaves (`remove`).
 * Pull model: a request goes to a worker only while that worker runs fewer requests than
-  the capacity it announced. Of the workers with room, the least busy gets it (a web
+  the capacity it announced, and only to a worker that hosts the request's application
+  (during a recycle after a configuration change, old and new workers may differ). Of the workers with room, the least busy gets it (a web
   garden spreads load; one worker takes everything up to its capacity).
 * While no worker is in service (starting, restarting, recycling), requests wait here.
 * A request whose worker died before answering, and that may be safely sent again, goes
@@ -19,15 +20,12 @@ processes or sockets.
 from __future__ import annotations
 
 import collections
-from typing import Protocol
+from typing import Any, Protocol
 
 from webgarden.listener import errors
 
 
-class Queued(Protocol):
-    """What the queue needs of a request."""
-
-    def dispatched(self) -> None: ...
+Queued = Any  # a request, as far as the queue is concerned
 
 
 class Upstream(Protocol):
@@ -38,6 +36,8 @@ class Upstream(Protocol):
 
     @property
     def capacity(self) -> int: ...
+
+    def serves(self, request: Queued) -> bool: ...
 
     def dispatch(self, request: Queued) -> None: ...
 
@@ -56,7 +56,7 @@ class PoolQueue:
         if self.offline is not None:
             return self.offline
         if not self.waiting:
-            upstream = self._free()
+            upstream = self._free(request)
             if upstream is not None:
                 upstream.dispatch(request)
                 return None
@@ -78,12 +78,16 @@ class PoolQueue:
             return False
         return True
 
-    def _free(self) -> Upstream | None:
+    def _free(self, request: Queued) -> Upstream | None:
         best: Upstream | None = None
         best_load = 0
         for upstream in self.upstreams:
             load = upstream.inflight
-            if load < upstream.capacity and (best is None or load < best_load):
+            if (
+                load < upstream.capacity
+                and (best is None or load < best_load)
+                and upstream.serves(request)
+            ):
                 best, best_load = upstream, load
         return best
 
@@ -91,9 +95,9 @@ class PoolQueue:
         """Give waiting requests to workers with room, in order."""
         waiting = self.waiting
         while waiting:
-            upstream = self._free()
+            upstream = self._free(waiting[0])
             if upstream is None:
-                return
+                return  # first come, first served: the head of the line waits for its worker
             upstream.dispatch(waiting.popleft())
 
     def add_upstream(self, upstream: Upstream) -> None:

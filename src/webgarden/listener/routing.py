@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webgarden.config.model import ServerConfig
+from webgarden.config.model import ApplicationConfig, ServerConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     site: str
     pool: str
-    app_index: int  # position of the application in its pool's list (the worker's --app order)
+    app: ApplicationConfig  # a worker hosting this application takes the request
     script_name: str  # "" for "/", else the application path
 
 
@@ -55,9 +55,8 @@ class Router:
         for site_config in config.sites:
             apps: list[tuple[str, Route]] = []
             for app in site_config.applications:
-                index = config.applications_of(app.pool).index(app)
                 script = "" if app.path == "/" else app.path
-                apps.append((app.path, Route(site_config.name, app.pool, index, script)))
+                apps.append((app.path, Route(site_config.name, app.pool, app, script)))
             site = _Site(site_config.name, apps)
             for b in site_config.bindings:
                 host = b.host.lower()

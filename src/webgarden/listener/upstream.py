@@ -43,6 +43,9 @@ class WorkerLink(asyncio.Protocol):
         self.on_lost = on_lost
         self.on_free = on_free
         self.capacity = 0
+        # The applications this worker hosts, and their index in its --app list. After a
+        # configuration change, old and new workers may host different ones.
+        self.apps: dict[object, int] = {}
         self.streams: dict[int, Exchange] = {}
         self.transport: asyncio.Transport | None = None
         self._decoder = frames.FrameDecoder()
@@ -101,6 +104,9 @@ class WorkerLink(asyncio.Protocol):
                 ex.on_worker_abort()
 
     # -- used by the pool queue and exchanges ---------------------------------------
+
+    def serves(self, ex: Exchange) -> bool:  # type: ignore[override]
+        return ex.app in self.apps
 
     def dispatch(self, ex: Exchange) -> None:  # type: ignore[override]
         self._next_id = sid = (self._next_id % 0xFFFFFFFE) + 1

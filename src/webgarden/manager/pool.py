@@ -1,7 +1,13 @@
 """An application pool (IIS: an app pool under WAS): its workers, kept at their target.
 
 Supervision converges, event by event: whenever a worker exits or the pool starts,
-`converge` spawns until the pool has `maxProcesses` live workers. A worker that exits
+`converge` spawns until the pool has `maxProcesses` live workers that are not retiring.
+
+Recycling (one path for every trigger): `recycle` marks the current workers retiring and
+converges, which starts their replacements; each replacement that says READY takes new
+requests and retires one old worker, which drains (finishes what it has, up to
+`shutdownTimeLimit`) and exits. A replacement that never gets ready leaves the old worker
+serving: a broken deployment does not take the pool down. A worker that exits
 before it was ever ready is respawned after a growing delay (`RESTART_BACKOFF`), so a
 broken deployment does not spin the CPU; a worker that served and then died is replaced
 at once.
@@ -14,11 +20,14 @@ still in the queue are never touched: they wait for the replacement.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from webgarden.config.model import ApplicationConfig, PoolConfig
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.manager.events import EventLog
+from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
 from webgarden.manager.process import WorkerProcess
 from webgarden.manager.states import PoolState, WorkerState, next_pool_state
 
@@ -27,6 +36,23 @@ if TYPE_CHECKING:
 
 #: Delay before respawning a worker whose predecessor never became ready: first, cap.
 RESTART_BACKOFF = (0.1, 10.0)
+
+
+def resolve_identity(config: PoolConfig) -> Identity | None:
+    """The pool's worker identity, checked to be usable (IdentityError: a line for the user)."""
+    identity_type = getattr(config, "identity_type", "ApplicationPoolIdentity")
+    identity = resolve(config.name, identity_type, getattr(config, "user_name", ""))
+    if identity is not None:
+        problem = access_problem(
+            identity, sys.executable, [sys.prefix, os.getcwd(), *config.python_path]
+        )
+        if problem is not None:
+            raise IdentityError(
+                f"pool {config.name!r} runs its workers as {identity.user!r}, but {problem}; "
+                "give the pool a user that can (processModel identityType=\"SpecificUser\" "
+                "userName=...), or install Python and the application where it can read them"
+            )
+    return identity
 
 
 class AppPool:
@@ -38,9 +64,10 @@ class AppPool:
         events: EventLog,
     ) -> None:
         self.config = config
-        self.app_specs = [app.app for app in apps]
+        self.apps = apps
         self.queue = queue
         self.events = events
+        self.identity: Identity | None = resolve_identity(config)
         self.state = PoolState.STOPPED
         self.workers: list[WorkerProcess] = []
         self.loop = asyncio.get_event_loop()
@@ -64,7 +91,8 @@ class AppPool:
             return
         live = [
             w for w in self.workers
-            if w.state in (WorkerState.SPAWNING, WorkerState.STARTING, WorkerState.READY)
+            if not w.retiring
+            and w.state in (WorkerState.SPAWNING, WorkerState.STARTING, WorkerState.READY)
         ]
         for _ in range(self.config.max_processes - len(live)):
             worker = WorkerProcess(self)
@@ -83,14 +111,49 @@ class AppPool:
 
     # -- callbacks from workers and links ---------------------------------------------
 
+    def recycle(
+        self,
+        reason: str,
+        config: PoolConfig | None = None,
+        apps: list[ApplicationConfig] | None = None,
+    ) -> None:
+        """Replace every worker, overlapped: new ones first, old ones drain once those are ready.
+        With a new `config` or `apps`, the replacements run the new configuration."""
+        if config is not None:
+            self.identity = resolve_identity(config)
+            self.config = config
+            self.queue.limit = config.queue_length
+        if apps is not None:
+            self.apps = apps
+        old = [w for w in self.workers if not w.retiring and w.alive]
+        self.events.emit(
+            "pool.recycle", pool=self.config.name, reason=reason, pids=[w.pid for w in old]
+        )
+        for worker in old:
+            worker.retiring = True
+            if worker.state is WorkerState.STARTING:
+                worker.drain()  # not serving yet: nothing to overlap with
+        if self._respawn is not None:  # a fresh configuration deserves a fresh try
+            self._respawn.cancel()
+            self._respawn = None
+            self.failed_starts = 0
+        self.converge()
+
     def on_ready(self, worker: WorkerProcess) -> None:
         self.failed_starts = 0
         self.ever_ready = True
+        if worker.retiring:  # replaced while it was starting
+            worker.drain()
+            return
         if worker.link is not None:
             self.queue.add_upstream(worker.link)
         if self.state is PoolState.STARTING:
             self.transition("started")
             self.started.set()
+        for old in self.workers:  # one replacement ready: one retiring worker goes
+            if old.retiring and old.state is WorkerState.READY:
+                old.drain()
+                break
 
     def on_link_free(self, worker: WorkerProcess) -> None:
         if worker.state is WorkerState.DRAINING:

@@ -41,6 +41,7 @@ class WorkerProcess:
         self.ready_at: float | None = None
         self.exit_code: int | None = None
         self.load_error: str | None = None
+        self.retiring = False  # being replaced: drains once its replacement is ready
         self.loop = asyncio.get_event_loop()
         self._pidfd = -1
         self._timers: list[asyncio.TimerHandle] = []
@@ -57,12 +58,20 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(child.fileno())]
         argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
         argv += ["--prefetch", str(pool.config.worker_prefetch)]
-        for spec in pool.app_specs:
-            argv += ["--app", spec]
+        apps = pool.apps  # this worker's generation: a recycle may change the pool's list
+        for app in apps:
+            argv += ["--app", app.app]
         for path in (os.getcwd(), *pool.config.python_path):
             argv += ["--path", path]
+        identity = pool.identity
+        switch: dict[str, object] = {}
+        if identity is not None:
+            switch = {"user": identity.uid, "group": identity.gid,
+                      "extra_groups": list(identity.groups)}
         try:
-            self.proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, **switch  # type: ignore[call-overload]
+            )
         except OSError as exc:
             parent.close()
             self.load_error = f"cannot start a worker process: {exc}"
@@ -75,7 +84,10 @@ class WorkerProcess:
         self.transition("spawned")
         self._pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._on_exit)
-        pool.events.emit("worker.start", pool=pool.config.name, pid=self.pid)
+        pool.events.emit(
+            "worker.start", pool=pool.config.name, pid=self.pid,
+            user=identity.user if identity else None,
+        )
         self._timers.append(
             self.loop.call_later(pool.config.startup_time_limit, self._startup_expired)
         )
@@ -87,6 +99,7 @@ class WorkerProcess:
             ),
             sock=parent,
         )
+        self.link.apps = {app: index for index, app in enumerate(apps)}
 
     # -- messages from the worker -----------------------------------------------------
 
