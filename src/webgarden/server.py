@@ -16,6 +16,13 @@ SIGTERM or SIGINT shuts down as a numbered sequence:
 5. close what is left and exit 0.
 
 A second SIGTERM or SIGINT during the sequence skips the waiting.
+
+SIGHUP, or a change to the configuration file, reloads it (`reload`): a file that does not
+load, names a user that cannot be used or an address that cannot be bound is refused, the
+reason logged (`config.rejected`), and the running configuration keeps serving. Otherwise
+only what changed changes: added pools start, removed pools drain and stop, pools whose
+settings or applications changed are recycled (overlapped: no request is lost), added
+bindings start accepting and removed ones stop, established connections carry on.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager.events import EventLog
 from webgarden.manager.identity import IdentityError
-from webgarden.manager.pool import AppPool
+from webgarden.manager.pool import AppPool, resolve_identity
 
 
 class StartupError(Exception):
@@ -37,8 +44,10 @@ class StartupError(Exception):
 
 
 class Server:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, config_path: str | None = None) -> None:
         self.config = config
+        self.config_path = config_path
+        self._watcher: asyncio.Task[None] | None = None
         self.events = EventLog(config.event_log)
         self.signals: asyncio.Queue[str] = asyncio.Queue()
         self.queues = {p.name: PoolQueue(p.name, p.queue_length) for p in config.pools}
@@ -90,13 +99,85 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        if self.config_path is not None:
+            self._watcher = asyncio.ensure_future(self._watch(self.config_path))
         while True:
             name = await self.signals.get()
             self.events.emit("server.signal", signal=name)
             if name in ("SIGTERM", "SIGINT"):
                 break
+            if name in ("SIGHUP", "FILE_CHANGED"):
+                await self.reload()
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.shutdown()
         return 0
+
+    async def _watch(self, path: str) -> None:
+        """Turn changes of the configuration file into reloads (inotify, via watchfiles)."""
+        from watchfiles import awatch
+
+        directory = os.path.dirname(os.path.abspath(path))
+        target = os.path.abspath(path)
+        async for changes in awatch(directory, debounce=200, step=50):
+            if any(os.path.abspath(changed) == target for _, changed in changes):
+                self.signals.put_nowait("FILE_CHANGED")
+
+    async def reload(self) -> None:
+        from webgarden.config.loader import ConfigError, diff, load
+
+        assert self.config_path is not None
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            self.events.emit("config.rejected", file=self.config_path, error=str(exc))
+            return
+        change = diff(self.config, new)
+        if not change:
+            self.events.emit("config.unchanged", file=self.config_path)
+            return
+        try:
+            added = {
+                name: AppPool(new.pool(name), new.applications_of(name),
+                              PoolQueue(name, new.pool(name).queue_length), self.events)
+                for name in change.pools_added
+            }
+            recycled = {
+                name: resolve_identity(new.pool(name)) for name in change.pools_changed
+            }
+            opened = self.listener.prepare(new)
+        except (IdentityError, BindError) as exc:
+            self.events.emit("config.rejected", file=self.config_path, error=str(exc))
+            return
+        for name, pool in added.items():
+            self.pools[name] = pool
+            self.queues[name] = pool.queue
+        await self.listener.apply(new, dict(self.queues), opened)
+        for name, pool in added.items():
+            pool.start()
+        for name in recycled:
+            pool, settings = self.pools[name], new.pool(name)
+            apps = new.applications_of(name)
+            if apps == pool.apps and settings.disallow_rotation_on_config_change:
+                pool.config = settings  # IIS: take the settings, keep the workers
+                pool.queue.limit = settings.queue_length
+                continue
+            pool.recycle("ConfigChange", settings, apps)
+        for name in change.pools_removed:
+            asyncio.ensure_future(self._retire_pool(name))
+        self.config = new
+        self.events.emit(
+            "config.applied", file=self.config_path, pools_added=sorted(change.pools_added),
+            pools_removed=sorted(change.pools_removed), pools_recycled=sorted(recycled),
+            bindings=[f"{a}:{p}" for a, p in sorted(self.listener.sockets)],
+        )
+
+    async def _retire_pool(self, name: str) -> None:
+        """A pool the new configuration removed: serve what it holds, then stop it."""
+        pool = self.pools[name]
+        await pool.stop(pool.config.shutdown_time_limit)
+        self.pools.pop(name, None)
+        self.queues.pop(name, None)
 
     async def shutdown(self) -> None:
         limit = max((p.shutdown_time_limit for p in self.config.pools), default=90.0)

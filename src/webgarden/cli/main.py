@@ -7,13 +7,18 @@ arguments, an application that cannot load, a port in use).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from webgarden import __version__
-from webgarden.config.model import Limits, single_app
+from webgarden.config.model import Limits, ServerConfig, single_app
+
+if TYPE_CHECKING:
+    from webgarden.server import Server
 
 EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 
 DEMO_APP = "webgarden.demo:application"
@@ -111,14 +116,86 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the event log (JSON lines: worker start, ready, exit, ...) to PATH "
         "(default: standard error)",
     )
+    serve = commands.add_parser(
+        "serve",
+        help="serve the sites, applications and pools of an XML configuration",
+        description="Serve an applicationHost.config-style XML file: its sites (bindings "
+        "IP:port:host), applications (URL path -> pool, Python callable) and application "
+        "pools. SIGHUP or a change to the file reloads it: only what changed is restarted, "
+        "and a file with errors is refused while the running configuration keeps serving.",
+    )
+    serve.add_argument("-c", "--config", required=True, metavar="FILE",
+                       help="the configuration file (see examples/multisite.config)")
+    serve.add_argument("--event-log", metavar="PATH", default=None,
+                       help="append the event log (JSON lines) to PATH (default: standard error)")
+    config = commands.add_parser("config", help="work with configuration files")
+    config_commands = config.add_subparsers(dest="config_command", metavar="VERB")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a configuration file",
+        description="Validate FILE: print every error with its file, line and attribute and "
+        "exit 1, or print a summary of its sites, applications and pools and exit 0.",
+    )
+    check.add_argument("file", metavar="FILE")
     return parser
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _serve(config: ServerConfig, config_path: str | None, banner: Callable[[Server], str]) -> int:
     import uvloop
 
     from webgarden.server import Server, StartupError
 
+    async def serve() -> int:
+        try:
+            server = Server(config, config_path)
+            await server.start()
+        except StartupError as exc:
+            print(f"webgarden: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(banner(server), file=sys.stderr, flush=True)
+        return await server.run_started()
+
+    return uvloop.run(serve())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from webgarden.config.loader import ConfigError, load
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"webgarden: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.event_log:
+        config = replace(config, event_log=args.event_log)
+
+    def banner(server: Server) -> str:
+        addresses = ", ".join(f"http://{h}:{p}/" for h, p in server.listener.addresses())
+        return (
+            f"webgarden {__version__}: serving {args.config}: {len(config.sites)} site(s), "
+            f"{len(config.pools)} pool(s) on {addresses}; SIGHUP reloads, Ctrl-C stops"
+        )
+
+    return _serve(config, args.config, banner)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from webgarden.config.loader import check, loads_checked_summary
+
+    errors, summary = check(args.file), None
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"{args.file}: {len(errors)} error(s)", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    summary = loads_checked_summary(args.file)
+    print(summary)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     host, port = args.bind
     config = single_app(
         args.app,
@@ -136,24 +213,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutdown_time_limit=args.shutdown_time_limit,
     )
 
-    async def serve() -> int:
-        try:
-            server = Server(config)
-            await server.start()
-        except StartupError as exc:
-            print(f"webgarden: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+    def banner(server: Server) -> str:
         host, port = server.listener.addresses()[0]
-        print(
+        return (
             f"webgarden {__version__}: serving {args.app} on http://{host}:{port}/ "
             f"({args.workers} worker(s) x {args.threads} threads, queue {args.queue_length}); "
-            "Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
+            "Ctrl-C stops"
         )
-        return await server.run_started()
 
-    return uvloop.run(serve())
+    return _serve(config, None, banner)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "serve":
+        return cmd_serve(args)
+    if args.command == "config" and args.config_command == "check":
+        return cmd_config_check(args)
     parser.print_help()
     return EXIT_USAGE
 

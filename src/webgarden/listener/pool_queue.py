@@ -20,6 +20,7 @@ processes or sockets.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from webgarden.listener import errors
@@ -50,6 +51,7 @@ class PoolQueue:
         self.upstreams: list[Upstream] = []  # workers in service, in the order they came
         self.offline: errors.ErrorPage | None = None  # set: every request gets this at once
         self.rejected = 0  # requests refused with QueueFull, since start
+        self.when_empty: Callable[[], None] | None = None  # called once the queue empties
 
     def submit(self, request: Queued) -> errors.ErrorPage | None:
         """Dispatch or enqueue; an error page when the request must be refused."""
@@ -76,7 +78,13 @@ class PoolQueue:
             self.waiting.remove(request)
         except ValueError:
             return False
+        self._check_empty()
         return True
+
+    def _check_empty(self) -> None:
+        if not self.waiting and self.when_empty is not None:
+            callback, self.when_empty = self.when_empty, None
+            callback()
 
     def _free(self, request: Queued) -> Upstream | None:
         best: Upstream | None = None
@@ -99,6 +107,7 @@ class PoolQueue:
             if upstream is None:
                 return  # first come, first served: the head of the line waits for its worker
             upstream.dispatch(waiting.popleft())
+        self._check_empty()
 
     def add_upstream(self, upstream: Upstream) -> None:
         self.upstreams.append(upstream)

@@ -55,7 +55,7 @@ class Listener:
         self.idle_timeout = config.limits.connection_timeout
         self.connections: set[HttpConnection] = set()
         self.sockets: dict[tuple[str, int], socket.socket] = {}
-        self.servers: list[asyncio.AbstractServer] = []
+        self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self.draining = False
         self.now = 0.0
         self.date_line = b""
@@ -64,20 +64,55 @@ class Listener:
         self.loop = asyncio.get_event_loop()
         self._tick()
 
+    @staticmethod
+    def wanted(config: ServerConfig) -> set[tuple[str, int]]:
+        return {(b.address, b.port) for site in config.sites for b in site.bindings}
+
     def bind(self) -> None:
         """Open every configured address (before any worker starts: fail early)."""
-        for site in self.config.sites:
-            for b in site.bindings:
-                key = (b.address, b.port)
-                if key not in self.sockets:
-                    self.sockets[key] = bind_socket(b.address, b.port)
+        for key in sorted(self.wanted(self.config) - set(self.sockets)):
+            self.sockets[key] = bind_socket(*key)
 
     async def serve(self) -> None:
-        for (_, port), sock in self.sockets.items():
-            server = await self.loop.create_server(
-                lambda port=port: HttpConnection(self, port), sock=sock, backlog=LISTEN_BACKLOG
-            )
-            self.servers.append(server)
+        for key, sock in self.sockets.items():
+            if key not in self.servers:
+                self.servers[key] = await self.loop.create_server(
+                    lambda port=key[1]: HttpConnection(self, port), sock=sock,
+                    backlog=LISTEN_BACKLOG,
+                )
+
+    def prepare(self, config: ServerConfig) -> dict[tuple[str, int], socket.socket]:
+        """Bind what a new configuration adds, changing nothing else (BindError: nothing opened)."""
+        opened: dict[tuple[str, int], socket.socket] = {}
+        try:
+            for key in sorted(self.wanted(config) - set(self.sockets)):
+                opened[key] = bind_socket(*key)
+        except BindError:
+            for sock in opened.values():
+                sock.close()
+            raise
+        return opened
+
+    async def apply(
+        self,
+        config: ServerConfig,
+        pools: dict[str, PoolQueue],
+        opened: dict[tuple[str, int], socket.socket],
+    ) -> None:
+        """Switch to a new configuration: new routes and pools for the next request; new
+        addresses accept; removed ones stop accepting, their established connections live on."""
+        self.config = config
+        self.router = Router(config)
+        self.pools = pools
+        self.header_wait = config.limits.header_wait_timeout
+        self.idle_timeout = config.limits.connection_timeout
+        self.sockets.update(opened)
+        for key in set(self.sockets) - self.wanted(config):
+            server = self.servers.pop(key, None)
+            if server is not None:
+                server.close()
+            self.sockets.pop(key).close()
+        await self.serve()
 
     def addresses(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.sockets.values()]
@@ -110,7 +145,7 @@ class Listener:
     # -- shutdown ---------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        for server in self.servers:
+        for server in self.servers.values():
             server.close()
         for sock in self.sockets.values():
             sock.close()

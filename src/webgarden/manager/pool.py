@@ -196,7 +196,16 @@ class AppPool:
     # -- stopping ---------------------------------------------------------------------
 
     async def stop(self, timeout: float) -> None:
-        """Drain every worker; kill those still alive after `timeout` seconds."""
+        """Serve what the queue holds, drain every worker; kill what is alive after `timeout`."""
+        if self.queue.waiting and self.workers:
+            emptied = self.loop.create_future()
+            self.queue.when_empty = lambda: emptied.done() or emptied.set_result(None)
+            try:
+                await asyncio.wait_for(emptied, timeout)
+            except TimeoutError:
+                self.events.emit(
+                    "pool.queue_abandoned", pool=self.config.name, requests=len(self.queue.waiting)
+                )
         if self.state in (PoolState.STARTING, PoolState.STARTED):
             self.transition("stop")
         if self._respawn is not None:
