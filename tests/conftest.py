@@ -18,8 +18,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         argv = list(args)
         if argv and argv[0] != "run" and not argv[0].startswith("-"):
             argv = ["run", *argv]
-        if "--bind" not in argv:
+        if "--bind" not in argv and argv[0] == "run":
             argv += ["--bind", "127.0.0.1:0"]
+        if "--control" not in argv:
+            argv += ["--control", str(tmp_path / f"control-{len(servers)}.sock")]
         server = ServerProcess(argv, tmp_path, cwd=cwd, env=env)
         servers.append(server)
         return server

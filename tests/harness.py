@@ -44,6 +44,14 @@ class ServerProcess:
         host, port = started["addresses"][0].rsplit(":", 1)
         self.host, self.port = host, int(port)
         self.url = f"http://{host}:{port}"
+        self.control = started.get("control")
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a `webgarden` admin verb against this server's control socket."""
+        return subprocess.run(
+            [sys.executable, "-m", "webgarden", *args, "--control", str(self.control)],
+            capture_output=True, text=True, timeout=60,
+        )
 
     # -- events -----------------------------------------------------------------------
 

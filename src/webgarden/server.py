@@ -31,6 +31,8 @@ import asyncio
 import os
 import signal
 
+from webgarden.admin.control import ControlError, ControlServer, call
+from webgarden.admin.verbs import handler
 from webgarden.config.model import ServerConfig
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
@@ -44,9 +46,14 @@ class StartupError(Exception):
 
 
 class Server:
-    def __init__(self, config: ServerConfig, config_path: str | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, config_path: str | None = None,
+        control_path: str | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        self.control: ControlServer | None = None
+        self.control_path = control_path
         self._watcher: asyncio.Task[None] | None = None
         self.events = EventLog(config.event_log)
         self.signals: asyncio.Queue[str] = asyncio.Queue()
@@ -71,6 +78,8 @@ class Server:
         except BindError as exc:
             self.events.discard()
             raise StartupError(str(exc)) from None
+        if self.control_path:
+            await self._start_control(self.control_path)
         for pool in self.pools.values():
             pool.start()
         await asyncio.gather(*(pool.started.wait() for pool in self.pools.values()))
@@ -79,6 +88,8 @@ class Server:
                 self.events.discard()
                 await self._stop_pools(5.0)
                 self.listener.stop_accepting()
+                if self.control is not None:
+                    self.control.close()
                 raise StartupError(
                     f"pool {pool.config.name!r} cannot load its application: {pool.start_error}"
                 )
@@ -89,7 +100,26 @@ class Server:
             pid=os.getpid(),
             addresses=[f"{h}:{p}" for h, p in self.listener.addresses()],
             pools=list(self.pools),
+            control=self.control_path,
         )
+
+    async def _start_control(self, path: str) -> None:
+        try:
+            call(path, {"verb": "list", "object": "apppools"}, timeout=2)
+        except (ControlError, OSError, ValueError):
+            pass  # nobody answers there: the path is free (or stale, and will be replaced)
+        else:
+            self.listener.stop_accepting()
+            raise StartupError(
+                f"another webgarden server answers on the control socket {path}; "
+                "give this one its own (--control PATH)"
+            )
+        self.control = ControlServer(path, handler(self))
+        try:
+            await self.control.start()
+        except OSError as exc:
+            self.listener.stop_accepting()
+            raise StartupError(f"cannot create the control socket {path}: {exc.strerror}") from None
 
     async def run(self) -> int:
         await self.start()
@@ -197,6 +227,8 @@ class Server:
         await self._stop_pools(limit if drained.done() else 1.0)
         self.listener.abort_all()
         self.listener.close()
+        if self.control is not None:
+            self.control.close()
         self.events.emit("server.stopped")
         self.events.close()
 

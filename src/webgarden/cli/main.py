@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stop the workers (IIS shutdownTimeLimit, default: 90)",
     )
     run.add_argument(
+        "--control", metavar="PATH", default=None,
+        help="the control socket for `webgarden list/recycle/stop/start` (default: "
+        "$WEBGARDEN_CONTROL, else /run/webgarden/control.sock as root, else "
+        "$XDG_RUNTIME_DIR/webgarden-control.sock)",
+    )
+    run.add_argument(
         "--event-log", metavar="PATH", default=None,
         help="append the event log (JSON lines: worker start, ready, exit, ...) to PATH "
         "(default: standard error)",
@@ -126,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-c", "--config", required=True, metavar="FILE",
                        help="the configuration file (see examples/multisite.config)")
+    serve.add_argument("--control", metavar="PATH", default=None,
+                       help="the control socket (default: as for `run`)")
     serve.add_argument("--event-log", metavar="PATH", default=None,
                        help="append the event log (JSON lines) to PATH (default: standard error)")
     config = commands.add_parser("config", help="work with configuration files")
@@ -137,17 +145,60 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1, or print a summary of its sites, applications and pools and exit 0.",
     )
     check.add_argument("file", metavar="FILE")
+    for verb, text in (("list", "list apppools, wp (worker processes) or requests (executing "
+                        "and queued)"), ("recycle", "recycle an application pool, overlapped"),
+                       ("stop", "stop an application pool: its requests get 503"),
+                       ("start", "start a stopped application pool")):
+        sub = commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
+        if verb == "list":
+            sub.add_argument("object", choices=("apppools", "wp", "requests"))
+        else:
+            sub.add_argument("object", choices=("apppool",))
+            sub.add_argument("name", metavar="NAME")
+        sub.add_argument("--control", metavar="PATH", default=None,
+                         help="the server's control socket (default: as for `run`)")
+        sub.add_argument("--json", action="store_true", help="print the answer as JSON")
     return parser
 
 
-def _serve(config: ServerConfig, config_path: str | None, banner: Callable[[Server], str]) -> int:
+def cmd_admin(args: argparse.Namespace) -> int:
+    import json
+
+    from webgarden.admin.control import ControlError, call, default_path
+
+    request = {"verb": args.command, "object": args.object, "name": getattr(args, "name", None)}
+    try:
+        result = call(args.control or default_path(), request)
+    except ControlError as exc:
+        print(f"webgarden: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json or not isinstance(result, list):
+        print(json.dumps(result, indent=None if not args.json else 2))
+        return EXIT_OK
+    if not result:
+        print("(none)")
+        return EXIT_OK
+    columns = list(result[0])
+    rows = [[str(row.get(c, "")) for c in columns] for row in result]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    return EXIT_OK
+
+
+def _serve(
+    config: ServerConfig, config_path: str | None, control: str | None,
+    banner: Callable[[Server], str],
+) -> int:
     import uvloop
 
+    from webgarden.admin.control import default_path
     from webgarden.server import Server, StartupError
 
     async def serve() -> int:
         try:
-            server = Server(config, config_path)
+            server = Server(config, config_path, control or default_path())
             await server.start()
         except StartupError as exc:
             print(f"webgarden: {exc}", file=sys.stderr)
@@ -178,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{len(config.pools)} pool(s) on {addresses}; SIGHUP reloads, Ctrl-C stops"
         )
 
-    return _serve(config, args.config, banner)
+    return _serve(config, args.config, args.control, banner)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -221,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "Ctrl-C stops"
         )
 
-    return _serve(config, None, banner)
+    return _serve(config, None, args.control, banner)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "config" and args.config_command == "check":
         return cmd_config_check(args)
+    if args.command in ("list", "recycle", "stop", "start"):
+        return cmd_admin(args)
     parser.print_help()
     return EXIT_USAGE
 

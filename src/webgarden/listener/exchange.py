@@ -68,6 +68,7 @@ class Exchange:
         "script_name",
         "sent_body",
         "sid",
+        "since",
         "started",
         "status",
         "target",
@@ -86,6 +87,7 @@ class Exchange:
         body_done: bool,
     ) -> None:
         self.conn = conn
+        self.since = conn.listener.now  # coarse (the listener's clock ticks each second)
         self.method = method
         self.target = target
         self.version = version

@@ -84,6 +84,8 @@ class AppPool:
 
     def start(self) -> None:
         self.transition("start")
+        self.started.clear()
+        self.all_exited.clear()
         self.converge()
 
     def converge(self) -> None:

@@ -1,0 +1,1 @@
+"""Administration (IIS: appcmd and IIS Manager): the control socket and its verbs."""
