@@ -172,9 +172,8 @@ class Server:
                               PoolQueue(name, new.pool(name).queue_length), self.events)
                 for name in change.pools_added
             }
-            recycled = {
-                name: resolve_identity(new.pool(name)) for name in change.pools_changed
-            }
+            for name in change.pools_changed:
+                resolve_identity(new.pool(name))  # refuse a user that cannot be used
             opened = self.listener.prepare(new)
         except (IdentityError, BindError) as exc:
             self.events.emit("config.rejected", file=self.config_path, error=str(exc))
@@ -185,20 +184,20 @@ class Server:
         await self.listener.apply(new, dict(self.queues), opened)
         for name, pool in added.items():
             pool.start()
-        for name in recycled:
-            pool, settings = self.pools[name], new.pool(name)
-            apps = new.applications_of(name)
-            if apps == pool.apps and settings.disallow_rotation_on_config_change:
-                pool.config = settings  # IIS: take the settings, keep the workers
+        for pool_change in change.pool_changes:
+            pool, settings = self.pools[pool_change.name], new.pool(pool_change.name)
+            if pool_change.recycle:
+                pool.recycle("ConfigChange", settings, new.applications_of(pool_change.name))
+            else:  # disallowRotationOnConfigChange: take the settings, keep the workers
+                pool.config = settings
                 pool.queue.limit = settings.queue_length
-                continue
-            pool.recycle("ConfigChange", settings, apps)
         for name in change.pools_removed:
             asyncio.ensure_future(self._retire_pool(name))
         self.config = new
         self.events.emit(
             "config.applied", file=self.config_path, pools_added=sorted(change.pools_added),
-            pools_removed=sorted(change.pools_removed), pools_recycled=sorted(recycled),
+            pools_removed=sorted(change.pools_removed),
+            pools_recycled=sorted(change.pools_to_recycle),
             bindings=[f"{a}:{p}" for a, p in sorted(self.listener.sockets)],
         )
 

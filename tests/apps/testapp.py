@@ -85,6 +85,15 @@ def application(environ, start_response):  # noqa: ANN001, ANN201, C901
         print(f"holding {params.get('tag', '')}", file=sys.stderr, flush=True)
         RELEASE.wait(30)
         return _reply(start_response, b"released")
+    if path == "/crash":
+        os._exit(70)  # the worker dies in the middle of a request
+    if path == "/spin":
+        # Catastrophic backtracking: the regex engine runs in C and holds the GIL throughout,
+        # so the whole interpreter, the worker's reader thread included, stops.
+        import re
+
+        re.match(r"(a+)+$", "a" * int(params.get("n", "30")) + "b")
+        return _reply(start_response, b"spun")
     if path == "/error":
         raise RuntimeError("boom: the test app failed on purpose")
     if path == "/error-after-start":

@@ -110,11 +110,11 @@ async def _pool_verb(server: Server, pool: AppPool, verb: str) -> dict[str, Any]
     if verb == "stop":
         if pool.state in (PoolState.STOPPING, PoolState.STOPPED):
             raise ControlError(f"pool {name!r} is already {pool.state.value}")
-        pool.queue.offline = errors.POOL_DISABLED
+        for ex in pool.queue.take_offline(errors.POOL_DISABLED):
+            ex.fail(errors.POOL_DISABLED)
         asyncio.ensure_future(pool.stop(pool.config.shutdown_time_limit))
         return {"pool": name, "state": "Stopping"}
     if pool.state is not PoolState.STOPPED:
         raise ControlError(f"pool {name!r} is {pool.state.value}, not Stopped")
-    pool.queue.offline = None
     pool.start()
     return {"pool": name, "state": pool.state.value}

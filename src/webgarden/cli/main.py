@@ -233,16 +233,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from webgarden.config.loader import check, loads_checked_summary
+    from webgarden.config.loader import check, load
+    from webgarden.config.summary import summary
 
-    errors, summary = check(args.file), None
+    errors = check(args.file)
     if errors:
         for error in errors:
             print(error, file=sys.stderr)
         print(f"{args.file}: {len(errors)} error(s)", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    summary = loads_checked_summary(args.file)
-    print(summary)
+    print(summary(load(args.file)))
     return EXIT_OK
 
 

@@ -1,74 +1,117 @@
 """The server's configuration as frozen, typed objects.
 
 Names follow IIS's applicationHost.config (`queueLength`, `maxProcesses`, `shutdownTimeLimit`,
-`connectionTimeout`, ...), written in snake case; defaults are IIS's wherever IIS has the
+`connectionTimeout`, ...), written in snake case; defaults are IIS 10's wherever IIS has the
 concept (see shared/reference/iis-semantics.md). Python adds only what IIS cannot say: where
 an application's callable is, and how many threads a worker runs.
 
-Everything that reads configuration reads these objects; nothing reads the command line or
-the XML file directly.
+Each field declares its XML attribute, type, range, default and help once, where it is
+defined (config/schema.py explains how); pools live in config/pools.py and sites in
+config/sites.py, and are re-exported here. Everything that reads configuration reads these
+objects; nothing reads the command line or the XML file directly.
 """
+
+# setting(), child() and collection() return dataclasses.field(), as field() itself does:
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-DEFAULT_POOL = "DefaultAppPool"
+from webgarden.config.pools import (
+    DEFAULT_POOL,
+    CpuConfig,
+    EnvironmentVariable,
+    FailureConfig,
+    PeriodicRestartConfig,
+    PoolConfig,
+    RecyclingConfig,
+)
+from webgarden.config.schema import setting
+from webgarden.config.sites import (
+    ApplicationConfig,
+    Binding,
+    CustomField,
+    CustomFieldsConfig,
+    LogFileConfig,
+    SiteConfig,
+    SiteLimits,
+    TraceFailedRequestsLoggingConfig,
+    VirtualDirectoryConfig,
+)
+from webgarden.config.values import INT_MAX, UINT_MAX, Bool, Choice, Integer, Text, TimeSpan
+
+__all__ = [
+    "DEFAULT_POOL", "DEFAULT_SITE", "ApplicationConfig", "Binding", "CpuConfig", "CustomField",
+    "CustomFieldsConfig", "EnvironmentVariable", "FailureConfig", "Limits", "LogFileConfig",
+    "PeriodicRestartConfig", "PoolConfig", "RecyclingConfig", "ServerConfig",
+    "ServerRuntimeConfig", "SiteConfig", "SiteLimits", "TraceFailedRequestsLoggingConfig",
+    "VirtualDirectoryConfig", "single_app",
+]
+
 DEFAULT_SITE = "Default Web Site"
 
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """One application pool (`<applicationPools><add>`)."""
-
-    name: str = DEFAULT_POOL
-    queue_length: int = 1000  # queueLength: requests held before 503 QueueFull
-    max_processes: int = 1  # processModel/@maxProcesses: > 1 is a web garden
-    threads: int = 8  # Python: requests one worker runs at once (WSGI threads)
-    prefetch: int | None = None  # Python: requests a worker holds beyond its threads (None: 3 x threads)
-    startup_time_limit: float = 90.0  # processModel/@startupTimeLimit, seconds
-    shutdown_time_limit: float = 90.0  # processModel/@shutdownTimeLimit, seconds
-    python_path: tuple[str, ...] = ()  # Python: extra import paths for the workers
-
-    @property
-    def worker_prefetch(self) -> int:
-        return 3 * self.threads if self.prefetch is None else self.prefetch
-
-
-@dataclass(frozen=True, slots=True)
-class ApplicationConfig:
-    """One application (`<application path= applicationPool=>`), hosted by its pool."""
-
-    path: str  # "/" or "/shop": the URL prefix, without a trailing slash
-    pool: str
-    app: str  # Python: "module:callable"
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """`<binding protocol="http" bindingInformation="IP:port:host" />`."""
-
-    address: str  # "*" for every address, else an IP
-    port: int
-    host: str = ""  # "" matches any Host header
-
-
-@dataclass(frozen=True, slots=True)
-class SiteConfig:
-    name: str
-    id: int
-    bindings: tuple[Binding, ...]
-    applications: tuple[ApplicationConfig, ...]
+#: HTTP.sys's own header wait when webLimits/@headerWaitTimeout is 0 (its IIS default).
+HTTP_SYS_HEADER_WAIT = 120.0
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Listener limits: HTTP.sys's registry parameters and the site/webLimits timeouts."""
+    """Listener limits: `<webLimits>` and HTTP.sys's registry parameters."""
 
-    connection_timeout: float = 120.0  # site limits/@connectionTimeout: keep-alive idle
-    header_wait_timeout: float = 120.0  # webLimits/@headerWaitTimeout (HTTP.sys: 2 min)
+    connection_timeout: float = setting(
+        "connectionTimeout", TimeSpan(), 120.0,
+        help="Server-wide idle keep-alive limit (a site's <limits> may set its own).")
+    header_wait_timeout: float = setting(
+        "headerWaitTimeout", TimeSpan(0, 65535, zero_means=HTTP_SYS_HEADER_WAIT),
+        HTTP_SYS_HEADER_WAIT,
+        help="Time for a request head to arrive. IIS's default 00:00:00 means HTTP.sys's "
+             "own, 2 minutes.")
     max_field_length: int = 16384  # HTTP.sys MaxFieldLength: one header (or the URL)
     max_request_bytes: int = 16384  # HTTP.sys MaxRequestBytes: request line + headers
+    min_bytes_per_second: int = setting(
+        "minBytesPerSecond", Integer(), 240,
+        help="Slowest response send rate before the connection is closed.")
+    max_global_bandwidth: int = setting(
+        "maxGlobalBandwidth", Integer(exclude=(0, 1023)), UINT_MAX,
+        help="Bytes per second for the whole server (HTTP.sys: >= 1024).")
+    demand_start_threshold: int = setting(
+        "demandStartThreshold", Integer(10, INT_MAX), INT_MAX,
+        help="Most worker processes started at once.")
+    dynamic_idle_threshold: int = setting(
+        "dynamicIdleThreshold", Integer(0, 10000), 0,
+        help="Percent of committed memory above which idle timeouts shorten; 0 disables.")
+    dynamic_registration_threshold: int = setting(
+        "dynamicRegistrationThreshold", Integer(0, UINT_MAX), 100,
+        help="Above this many sites, a site is registered at its first request.")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRuntimeConfig:
+    """`<system.webServer><serverRuntime>`."""
+
+    enabled: bool = setting("enabled", Bool(), True, help="Serve requests.")
+    app_concurrent_request_limit: int = setting(
+        "appConcurrentRequestLimit", Integer(), 5000,
+        help="Requests an application runs at once; more get 503.2.")
+    max_request_entity_allowed: int = setting(
+        "maxRequestEntityAllowed", Integer(), UINT_MAX, help="Largest request body, bytes.")
+    upload_read_ahead_size: int = setting(
+        "uploadReadAheadSize", Integer(0, INT_MAX), 49152,
+        help="Request body read before the application is called, bytes.")
+    alternate_host_name: str = setting("alternateHostName", Text(), "",
+                                       help="Host name used in redirects when none is sent.")
+    enable_nagling: bool = setting("enableNagling", Bool(), False,
+                                   help="Leave Nagle's algorithm on for responses.")
+    frequent_hit_threshold: int = setting(
+        "frequentHitThreshold", Integer(1, INT_MAX), 2,
+        help="Hits within frequentHitTimePeriod that make a URL worth caching.")
+    frequent_hit_time_period: float = setting(
+        "frequentHitTimePeriod", TimeSpan(), 10.0, help="The window for frequentHitThreshold.")
+    authenticated_user_override: Literal["UseAuthenticatedUser", "UseWorkerProcessUser"] = \
+        setting("authenticatedUserOverride",
+                Choice("UseAuthenticatedUser", "UseWorkerProcessUser"), "UseAuthenticatedUser",
+                help="Whose identity serves static files.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +121,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     event_log: str | None = None  # JSON lines; None: standard error
     listen_address: str = "127.0.0.1"  # where a "*" binding listens (loopback by default)
+    server_runtime: ServerRuntimeConfig = field(default_factory=ServerRuntimeConfig)
+    source: str | None = None  # the file it was loaded from
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:

@@ -232,7 +232,11 @@ class HttpConnection(asyncio.Protocol):
         pool = ex.pool = listener.pools[route.pool]
         page = pool.submit(ex)
         if page is not None:
-            ex.fail(page)
+            if pool.reset_when_offline and page is pool.offline:
+                self.listener.httperr(self, page)
+                self.abort()  # loadBalancerCapabilities TcpLevel: a reset, not a page
+            else:
+                ex.fail(page)
 
     def exchange_done(self, ex: Exchange) -> None:
         pipeline = self.pipeline

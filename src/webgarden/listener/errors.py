@@ -39,6 +39,7 @@ URL_TOO_LONG = _page(414, "Request URL Too Long", "Request URL Too Long", "HTTP 
 VERSION_NOT_SUPPORTED = _page(505, "HTTP Version Not Supported", "HTTP Version Not Supported", "HTTP Error 505. The HTTP version is not supported.", "Version_N/S")
 NOT_IMPLEMENTED = _page(501, "Not Implemented", "Not Implemented", "HTTP Error 501. The request transfer encoding is not supported.", "N/I")
 QUEUE_FULL = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "QueueFull")
+APP_OFFLINE = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "AppOffline")
 POOL_DISABLED = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "Disabled")
 APP_SHUTDOWN = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "AppShutdown")
 BAD_GATEWAY = _page(502, "Bad Gateway", "Bad Gateway", "HTTP Error 502. The worker process serving the request failed.", "Connection_Abandoned_By_AppPool")

@@ -50,6 +50,7 @@ class PoolQueue:
         self.waiting: collections.deque[Queued] = collections.deque()
         self.upstreams: list[Upstream] = []  # workers in service, in the order they came
         self.offline: errors.ErrorPage | None = None  # set: every request gets this at once
+        self.reset_when_offline = False  # TcpLevel: reset the connection instead of a page
         self.rejected = 0  # requests refused with QueueFull, since start
         self.when_empty: Callable[[], None] | None = None  # called once the queue empties
 
@@ -67,6 +68,18 @@ class PoolQueue:
             return errors.QUEUE_FULL
         self.waiting.append(request)
         return None
+
+    def take_offline(self, page: errors.ErrorPage | None, reset: bool = False) -> list[Queued]:
+        """Refuse requests with `page` from now on (None: accept again). The requests that
+        were waiting are returned, for the caller to answer: none of them will be served."""
+        self.offline = page
+        self.reset_when_offline = reset and page is not None
+        if page is None:
+            return []
+        refused = list(self.waiting)
+        self.waiting.clear()
+        self._check_empty()
+        return refused
 
     def requeue(self, request: Queued) -> None:
         """A request to send again after its worker died: it goes first."""

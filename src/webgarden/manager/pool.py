@@ -25,6 +25,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from webgarden.config.model import ApplicationConfig, PoolConfig
+from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.manager.events import EventLog
 from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
@@ -74,6 +75,7 @@ class AppPool:
         self.failed_starts = 0  # consecutive workers that exited before they were ready
         self.ever_ready = False
         self.start_error: str | None = None
+        self.failures: list[float] = []  # loop times of recent crashes and health failures
         self.started = asyncio.Event()  # set when the first worker is ready, or start failed
         self.all_exited = asyncio.Event()
         self._respawn: asyncio.TimerHandle | None = None
@@ -84,6 +86,8 @@ class AppPool:
 
     def start(self) -> None:
         self.transition("start")
+        self.queue.take_offline(None)
+        self.failures.clear()
         self.started.clear()
         self.all_exited.clear()
         self.converge()
@@ -179,8 +183,48 @@ class AppPool:
                     method=ex.method, url=ex.target.decode("latin-1"),
                 )
 
+    def count_failure(self, worker: WorkerProcess, what: str) -> None:
+        """A crash or a failed health rule. `rapidFailProtectionMaxCrashes` of them within
+        `rapidFailProtectionInterval` stop the pool (IIS event 5002)."""
+        failure = self.config.failure
+        if not failure.rapid_fail_protection or self.state is not PoolState.STARTED:
+            return
+        now = self.loop.time()
+        window = failure.rapid_fail_protection_interval
+        self.failures = [t for t in self.failures if now - t < window] + [now]
+        if len(self.failures) >= failure.rapid_fail_protection_max_crashes:
+            self.rapid_fail()
+
+    def rapid_fail(self) -> None:
+        """Stop the pool: its requests get 503 at once (HttpLevel) or a reset (TcpLevel);
+        `webgarden start apppool` brings it back."""
+        failure = self.config.failure
+        self.events.emit(
+            "pool.rapid_fail", pool=self.config.name, iis_event=5002,
+            failures=len(self.failures), interval=failure.rapid_fail_protection_interval,
+        )
+        reset = failure.load_balancer_capabilities == "TcpLevel"
+        for ex in self.queue.take_offline(errors.APP_OFFLINE, reset=reset):
+            if reset:
+                ex.conn.abort()
+            else:
+                ex.fail(errors.APP_OFFLINE)
+        self.failures.clear()
+        asyncio.ensure_future(self.stop(self.config.shutdown_time_limit))
+
     def on_worker_exit(self, worker: WorkerProcess) -> None:
         self.workers.remove(worker)
+        crashed = (
+            worker.failed is None
+            and not worker.retiring
+            and worker.exit_state in (WorkerState.STARTING, WorkerState.READY)
+        )
+        if crashed and (worker.ready_at is not None or worker.load_error is None):
+            self.events.emit(
+                "worker.crash", pool=self.config.name, pid=worker.pid, iis_event=5009,
+                code=worker.exit_code,
+            )
+            self.count_failure(worker, "crash")
         if worker.ready_at is None:
             self.failed_starts += 1
             if not self.ever_ready and worker.load_error and self.state is PoolState.STARTING:

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 #: Socket buffer for the listener <-> worker socketpair, each direction.
 SOCKET_BUFFER = 1024 * 1024
+#: How long to wait for a hung worker's stack dump before killing it anyway, seconds.
+STACK_DUMP_WAIT = 2.0
+#: How long the worker's faulthandler may go on writing once its dump has begun, seconds.
+STACK_DUMP_GRACE = 0.1
+#: Bytes of stack dump kept per worker.
+MAX_STACKS = 256 * 1024
 
 
 class WorkerProcess:
@@ -42,9 +48,16 @@ class WorkerProcess:
         self.exit_code: int | None = None
         self.load_error: str | None = None
         self.retiring = False  # being replaced: drains once its replacement is ready
+        self.failed: str | None = None  # why the manager gave up on it (no crash to count then)
+        self.exit_state: WorkerState | None = None  # its state when it exited
+        self._ping_deadline: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_event_loop()
         self._pidfd = -1
         self._timers: list[asyncio.TimerHandle] = []
+        self._stacks_fd = -1
+        self._stacks = b""  # what the worker's faulthandler wrote
+        self._stacks_arrived: asyncio.Future[None] | None = None
+        self._dump_reason: str | None = None  # set: log the stacks when the worker is gone
 
     def transition(self, event: str) -> None:
         self.state = next_worker_state(self.state, event)
@@ -58,6 +71,9 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(child.fileno())]
         argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
         argv += ["--prefetch", str(pool.config.worker_prefetch)]
+        stacks_read, stacks_write = os.pipe()
+        os.set_blocking(stacks_read, False)
+        argv += ["--stacks-fd", str(stacks_write)]
         apps = pool.apps  # this worker's generation: a recycle may change the pool's list
         for app in apps:
             argv += ["--app", app.app]
@@ -70,16 +86,21 @@ class WorkerProcess:
                       "extra_groups": list(identity.groups)}
         try:
             self.proc = subprocess.Popen(
-                argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, **switch  # type: ignore[call-overload]
+                argv, pass_fds=(child.fileno(), stacks_write), stdin=subprocess.DEVNULL,
+                **switch,  # type: ignore[call-overload]
             )
         except OSError as exc:
             parent.close()
+            os.close(stacks_read)
             self.load_error = f"cannot start a worker process: {exc}"
             self.transition("exit")
             pool.on_worker_exit(self)
             return
         finally:
             child.close()
+            os.close(stacks_write)
+        self._stacks_fd = stacks_read
+        self.loop.add_reader(stacks_read, self._read_stacks)
         self.pid = self.proc.pid
         self.transition("spawned")
         self._pidfd = os.pidfd_open(self.pid)
@@ -119,6 +140,11 @@ class WorkerProcess:
                     startup_ms=round((self.ready_at - self.started_at) * 1000, 1),
                 )
                 self.pool.on_ready(self)
+                self._schedule_ping()
+        elif ftype == FrameType.PONG:
+            if self._ping_deadline is not None:
+                self._ping_deadline.cancel()
+                self._ping_deadline = None
         elif ftype == FrameType.ABORT:
             self.load_error = messages.abort_decoder.decode(payload).reason
             self.pool.events.emit(
@@ -126,9 +152,107 @@ class WorkerProcess:
                 error=self.load_error,
             )
 
+    # -- health -----------------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        """pingingEnabled: every pingInterval a PING; no PONG within pingResponseTime fails it."""
+        config = self.pool.config
+        if config.pinging_enabled and self.state in (WorkerState.READY, WorkerState.DRAINING):
+            self._timers.append(self.loop.call_later(config.ping_interval, self._ping))
+
+    def _ping(self) -> None:
+        if self.link is None or self.link.closed or self.state is WorkerState.EXITED:
+            return
+        if self._ping_deadline is None:
+            self.link.send_control(FrameType.PING)
+            self._ping_deadline = self.loop.call_later(
+                self.pool.config.ping_response_time, self._ping_failed
+            )
+            self._timers.append(self._ping_deadline)
+        self._schedule_ping()
+
+    def _ping_failed(self) -> None:
+        self._ping_deadline = None
+        if self.state not in (WorkerState.READY, WorkerState.DRAINING):
+            return
+        self.pool.events.emit(
+            "worker.ping_failed", pool=self.pool.config.name, pid=self.pid, iis_event=5010,
+            limit=self.pool.config.ping_response_time,
+        )
+        self.give_up("pingResponseTime")
+
+    def give_up(self, reason: str) -> None:
+        """The worker failed a health rule: it counts toward rapid-fail; then it is orphaned
+        (orphanWorkerProcess) or its stacks are logged and it is killed."""
+        if self.failed is not None or self.state is WorkerState.EXITED:
+            return
+        self.failed = reason
+        self.pool.count_failure(self, reason)
+        if self.pool.config.failure.orphan_worker_process:
+            self.orphan(reason)
+        else:
+            asyncio.ensure_future(self.kill_with_stacks(reason))
+
+    def orphan(self, reason: str) -> None:
+        """Out of service but alive, for a debugger; orphanActionExe runs with its pid."""
+        self.transition("orphan")
+        if self.link is not None:
+            self.pool.queue.remove_upstream(self.link)
+        failure = self.pool.config.failure
+        self.pool.events.emit(
+            "worker.orphaned", pool=self.pool.config.name, pid=self.pid, reason=reason
+        )
+        if failure.orphan_action_exe:
+            params = failure.orphan_action_params.replace("%1%", str(self.pid))
+            try:
+                subprocess.Popen([failure.orphan_action_exe, *params.split()],
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as exc:
+                self.pool.events.emit("worker.orphan_action_failed", pid=self.pid, error=str(exc))
+        self.pool.converge()
+
     # -- lifecycle --------------------------------------------------------------------
 
+    def _read_stacks(self) -> None:
+        while self._stacks_fd >= 0:
+            try:
+                data = os.read(self._stacks_fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:  # the worker is gone
+                self.loop.remove_reader(self._stacks_fd)
+                os.close(self._stacks_fd)
+                self._stacks_fd = -1
+                return
+            if len(self._stacks) < MAX_STACKS:
+                self._stacks += data[: MAX_STACKS - len(self._stacks)]
+            if self._stacks_arrived is not None and not self._stacks_arrived.done():
+                self._stacks_arrived.set_result(None)
+
+    async def kill_with_stacks(self, reason: str) -> None:
+        """Log the Python stacks of all the worker's threads, then SIGKILL it."""
+        if self.state is WorkerState.EXITED or not self.pid:
+            return
+        self._stacks = b""
+        self._dump_reason = reason
+        self._stacks_arrived = self.loop.create_future()
+        try:
+            os.kill(self.pid, signal.SIGUSR2)
+            await asyncio.wait_for(self._stacks_arrived, STACK_DUMP_WAIT)
+            # The dump is written from the signal handler, thread after thread, in one go;
+            # a moment more lets it finish. What it wrote is read when the process is gone.
+            await asyncio.sleep(STACK_DUMP_GRACE)
+        except (TimeoutError, ProcessLookupError):
+            pass
+        self.kill()
+
     def _on_exit(self) -> None:
+        self._read_stacks()  # whatever is left in the pipe
+        if self._dump_reason is not None:
+            self.pool.events.emit(
+                "worker.stacks", pool=self.pool.config.name, pid=self.pid,
+                reason=self._dump_reason, stacks=self._stacks.decode("utf-8", "replace"),
+            )
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
@@ -136,6 +260,7 @@ class WorkerProcess:
             timer.cancel()
         assert self.proc is not None
         self.exit_code = code = self.proc.wait()
+        self.exit_state = self.state
         self.transition("exit")
         fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
         if code < 0:
@@ -153,7 +278,7 @@ class WorkerProcess:
                 "worker.startup_timeout", pool=self.pool.config.name, pid=self.pid,
                 limit=self.pool.config.startup_time_limit,
             )
-            self.kill()
+            self.give_up("startupTimeLimit")
 
     def drain(self) -> None:
         """Out of service: no new requests; STOP once the last one ends."""
@@ -180,7 +305,7 @@ class WorkerProcess:
                 "worker.shutdown_timeout", pool=self.pool.config.name, pid=self.pid,
                 iis_event=5013, limit=self.pool.config.shutdown_time_limit,
             )
-            self.kill()
+            asyncio.ensure_future(self.kill_with_stacks("shutdownTimeLimit"))
 
     def kill(self) -> None:
         if self.pid and self.state is not WorkerState.EXITED:

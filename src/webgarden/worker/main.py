@@ -16,6 +16,8 @@ The manager <-> worker contract:
   stopped dispatching to this worker.
 * EOF on the socket (the server is gone) ends the process at once, and so does the server's
   death (PR_SET_PDEATHSIG), so a worker never outlives its server.
+* SIGUSR2 writes the Python stacks of all its threads to `--stacks-fd` (faulthandler), so
+  the manager can log them before it kills a worker that is hung.
 * SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal reaches the whole process group,
   and systemd's default KillMode signals every process of the unit; the server, not each
   worker, decides how to shut down (STOP, then SIGKILL after `shutdownTimeLimit`).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import faulthandler
 import importlib
 import logging
 import os
@@ -88,12 +91,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=0)
     parser.add_argument("--path", action="append", default=[])
+    parser.add_argument("--stacks-fd", type=int, default=-1)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _die_with_parent()
+    if args.stacks_fd >= 0:
+        # SIGUSR2 dumps every thread's stack to the manager, from inside the signal handler:
+        # faulthandler needs no GIL, so it works even when the app holds the interpreter.
+        stacks = os.fdopen(args.stacks_fd, "w", buffering=1)
+        faulthandler.register(signal.SIGUSR2, file=stacks, all_threads=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
