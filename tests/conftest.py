@@ -16,7 +16,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None
               ) -> ServerProcess:
         argv = list(args)
-        if argv and argv[0] != "run" and not argv[0].startswith("-"):
+        if argv and argv[0] not in ("run", "serve") and not argv[0].startswith("-"):
             argv = ["run", *argv]
         if "--bind" not in argv and argv[0] == "run":
             argv += ["--bind", "127.0.0.1:0"]

@@ -31,7 +31,8 @@ def _get_many(port: int, paths: list[str]) -> list[int]:
 
 
 def test_every_response_is_200_while_a_worker_is_killed_every_300_ms(start_server) -> None:  # noqa: ANN001
-    server = start_server("testapp:application", "--workers", "2", "--threads", "4")
+    server = start_server("testapp:application", "--workers", "2", "--threads", "4",
+                          "--rapid-fail-max-crashes", "0")
     done = threading.Event()
     kills = []
 

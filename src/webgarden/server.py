@@ -72,6 +72,11 @@ class Server:
         self.signals.put_nowait(signal.Signals(signum).name)
 
     async def start(self) -> None:
+        # Signals are recorded from the first moment: one that comes while the server starts
+        # is handled as soon as it serves, never by the default action (death).
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
         self.events.hold()
         try:
             self.listener.bind()
@@ -126,9 +131,6 @@ class Server:
         return await self.run_started()
 
     async def run_started(self) -> int:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.add_signal_handler(signum, self._on_signal, signum)
         if self.config_path is not None:
             self._watcher = asyncio.ensure_future(self._watch(self.config_path))
         while True:

@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         "stop the workers (IIS shutdownTimeLimit, default: 90)",
     )
     run.add_argument(
+        "--identity", metavar="USER", default=None,
+        help="the Unix user the workers run as (IIS identityType SpecificUser); "
+        "'LocalSystem' keeps the server's own user, root included. Default: the server's "
+        "user, or 'nobody' when the server runs as root: workers never run as root unless "
+        "asked",
+    )
+    run.add_argument(
+        "--rapid-fail-max-crashes", type=int, default=5, metavar="N",
+        help="stop the pool (503 until `webgarden start apppool`) after N worker crashes or "
+        "health failures within 5 minutes; 0 turns this off (IIS "
+        "rapidFailProtectionMaxCrashes, default: 5)",
+    )
+    run.add_argument(
         "--control", metavar="PATH", default=None,
         help="the control socket for `webgarden list/recycle/stop/start` (default: "
         "$WEBGARDEN_CONTROL, else /run/webgarden/control.sock as root, else "
@@ -262,6 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ),
         event_log=args.event_log,
         shutdown_time_limit=args.shutdown_time_limit,
+        rapid_fail_max_crashes=args.rapid_fail_max_crashes,
+        identity=args.identity,
     )
 
     def banner(server: Server) -> str:

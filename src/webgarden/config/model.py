@@ -147,14 +147,34 @@ def single_app(
     limits: Limits | None = None,
     event_log: str | None = None,
     shutdown_time_limit: float = 90.0,
+    rapid_fail_max_crashes: int = 5,
+    identity: str | None = None,
 ) -> ServerConfig:
-    """`webgarden run module:app`: one site, one application at "/", one pool."""
+    """`webgarden run module:app`: one site, one application at "/", one pool.
+
+    `identity`: a user name (SpecificUser), "LocalSystem" (the server's own user), or None
+    (IIS's default ApplicationPoolIdentity: `nobody` under a root server).
+    `rapid_fail_max_crashes` 0 turns rapid-fail protection off."""
+    if identity is None:
+        identity_type, user_name = "ApplicationPoolIdentity", ""
+    elif identity == "LocalSystem":
+        identity_type, user_name = "LocalSystem", ""
+    else:
+        identity_type, user_name = "SpecificUser", identity
+    failure = FailureConfig(
+        rapid_fail_protection=rapid_fail_max_crashes > 0,
+        rapid_fail_protection_max_crashes=max(rapid_fail_max_crashes, 1),
+    )
     pool = PoolConfig(
         queue_length=queue_length,
         max_processes=workers,
         threads=threads,
         prefetch=prefetch,
         shutdown_time_limit=shutdown_time_limit,
+        failure=failure,
+        identity_type=identity_type,  # type: ignore[arg-type]
+        user_name=user_name,
+        start_mode="AlwaysRunning",
     )
     site = SiteConfig(
         name=DEFAULT_SITE,
