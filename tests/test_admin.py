@@ -56,7 +56,8 @@ def test_the_control_socket_is_owner_only(start_server) -> None:  # noqa: ANN001
 
 def test_recycle_apppool_replaces_every_worker_without_a_failed_request(start_server) -> None:  # noqa: ANN001
     server = start_server("testapp:application", "--workers", "2")
-    server.wait_event(lambda e: e["event"] == "pool.state" and e["state"] == "Started")
+    first = server.wait_event(lambda e: e["event"] == "worker.ready")
+    server.wait_event(lambda e: e["event"] == "worker.ready" and e["pid"] != first["pid"])
     before = set(server.worker_pids())
     done = threading.Event()
     with ThreadPoolExecutor(8) as pool:

@@ -25,7 +25,7 @@ CONFIG = """<?xml version="1.0" encoding="utf-8"?>
       <add name="PoolA" queueLength="1000" threads="4">
         <processModel pingInterval="00:00:05" {identity_a} />
       </add>
-      <add name="PoolB" threads="4">
+      <add name="PoolB" threads="4" startMode="AlwaysRunning">
         <processModel maxProcesses="2" {identity_b} />
       </add>
     </applicationPools>
@@ -95,6 +95,13 @@ def test_every_request_lands_in_its_site_application_and_pool(site) -> None:  # 
     admin = _get(site, "x.wild.test")
     assert (admin["app"], admin["pool"]) == ("admin", "PoolB")
     assert _get(site, "deep.x.wild.test")["app"] == "admin"
+
+
+def test_an_on_demand_pool_starts_its_worker_at_the_first_request(site) -> None:  # noqa: ANN001
+    started = [e for e in site.events() if e["event"] == "worker.start"]
+    assert {e["pool"] for e in started} == {"PoolB"}  # AlwaysRunning; PoolA is OnDemand
+    assert _get(site, "blog.test")["pool"] == "PoolA"  # waits in the queue while it starts
+    site.wait_event(lambda e: e["event"] == "pool.demand_start" and e["pool"] == "PoolA")
 
 
 def test_an_unknown_host_gets_http_sys_invalid_hostname(site) -> None:  # noqa: ANN001

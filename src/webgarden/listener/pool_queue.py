@@ -53,6 +53,7 @@ class PoolQueue:
         self.reset_when_offline = False  # TcpLevel: reset the connection instead of a page
         self.rejected = 0  # requests refused with QueueFull, since start
         self.when_empty: Callable[[], None] | None = None  # called once the queue empties
+        self.on_demand: Callable[[], None] | None = None  # a request waits, no worker serves
 
     def submit(self, request: Queued) -> errors.ErrorPage | None:
         """Dispatch or enqueue; an error page when the request must be refused."""
@@ -67,6 +68,8 @@ class PoolQueue:
             self.rejected += 1
             return errors.QUEUE_FULL
         self.waiting.append(request)
+        if not self.upstreams and self.on_demand is not None:
+            self.on_demand()
         return None
 
     def take_offline(self, page: errors.ErrorPage | None, reset: bool = False) -> list[Queued]:

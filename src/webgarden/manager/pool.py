@@ -31,9 +31,12 @@ from webgarden.manager.events import EventLog
 from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
 from webgarden.manager.process import WorkerProcess
 from webgarden.manager.states import PoolState, WorkerState, next_pool_state
+from webgarden.manager.triggers import RECYCLE_EVENTS, Triggers
 
 if TYPE_CHECKING:
     from webgarden.listener.exchange import Exchange
+
+_STARTING_OR_READY = frozenset({WorkerState.SPAWNING, WorkerState.STARTING, WorkerState.READY})
 
 #: Delay before respawning a worker whose predecessor never became ready: first, cap.
 RESTART_BACKOFF = (0.1, 10.0)
@@ -76,6 +79,11 @@ class AppPool:
         self.ever_ready = False
         self.start_error: str | None = None
         self.failures: list[float] = []  # loop times of recent crashes and health failures
+        self.triggers = Triggers(self)
+        # Whether the pool wants workers now: always when AlwaysRunning; when OnDemand, from
+        # the first request until the last worker shuts down for being idle.
+        self.demand = config.start_mode == "AlwaysRunning"
+        queue.on_demand = self._on_demand
         self.started = asyncio.Event()  # set when the first worker is ready, or start failed
         self.all_exited = asyncio.Event()
         self._respawn: asyncio.TimerHandle | None = None
@@ -90,20 +98,38 @@ class AppPool:
         self.failures.clear()
         self.started.clear()
         self.all_exited.clear()
+        self.demand = self.config.start_mode == "AlwaysRunning" or bool(self.queue.waiting)
+        self.triggers.start()
+        if not self.demand:  # OnDemand: started, with no worker until the first request
+            self.transition("started")
+            self.started.set()
         self.converge()
+
+    def _on_demand(self) -> None:
+        """A request is waiting and no worker serves: start them (IIS: demand start)."""
+        if not self.demand and self.state in (PoolState.STARTING, PoolState.STARTED):
+            self.demand = True
+            self.events.emit("pool.demand_start", pool=self.config.name)
+            self.converge()
 
     def converge(self) -> None:
         if self.state not in (PoolState.STARTING, PoolState.STARTED) or self._respawn:
             return
-        live = [
-            w for w in self.workers
-            if not w.retiring
-            and w.state in (WorkerState.SPAWNING, WorkerState.STARTING, WorkerState.READY)
-        ]
+        if not self.demand:
+            return
+        live = [w for w in self.workers if self._holds_a_place(w)]
         for _ in range(self.config.max_processes - len(live)):
             worker = WorkerProcess(self)
             self.workers.append(worker)
             self.loop.create_task(worker.spawn())
+
+    def _holds_a_place(self, worker: WorkerProcess) -> bool:
+        """Whether a worker counts toward maxProcesses. A retiring one does not: its
+        replacement starts at once, except with disallowOverlappingRotation, when it holds
+        its place until it has exited."""
+        if not self.config.recycling.disallow_overlapping_rotation:
+            return not worker.retiring and worker.state in _STARTING_OR_READY
+        return worker.state in _STARTING_OR_READY or worker.state is WorkerState.DRAINING
 
     def _respawn_later(self) -> None:
         first, cap = RESTART_BACKOFF
@@ -122,23 +148,32 @@ class AppPool:
         reason: str,
         config: PoolConfig | None = None,
         apps: list[ApplicationConfig] | None = None,
+        workers: list[WorkerProcess] | None = None,
+        **fields: object,
     ) -> None:
-        """Replace every worker, overlapped: new ones first, old ones drain once those are ready.
-        With a new `config` or `apps`, the replacements run the new configuration."""
+        """Replace `workers` (default: all), overlapped: new ones first, old ones drain once
+        those are ready (with disallowOverlappingRotation: old ones first, the queue holds
+        requests meanwhile). With a new `config` or `apps`, the replacements run them."""
         if config is not None:
             self.identity = resolve_identity(config)
             self.config = config
             self.queue.limit = config.queue_length
         if apps is not None:
             self.apps = apps
-        old = [w for w in self.workers if not w.retiring and w.alive]
-        self.events.emit(
-            "pool.recycle", pool=self.config.name, reason=reason, pids=[w.pid for w in old]
-        )
+        candidates = self.workers if workers is None else workers
+        old = [w for w in candidates if not w.retiring and w.alive
+               and w.state is not WorkerState.ORPHANED]
+        if self.config.recycling.log_event_on_recycle & {reason}:
+            self.events.emit(
+                "pool.recycle", pool=self.config.name, reason=reason,
+                iis_event=RECYCLE_EVENTS.get(reason), pids=[w.pid for w in old], **fields,
+            )
+        overlap = not self.config.recycling.disallow_overlapping_rotation
         for worker in old:
             worker.retiring = True
-            if worker.state is WorkerState.STARTING:
-                worker.drain()  # not serving yet: nothing to overlap with
+            if worker.state is WorkerState.STARTING or not overlap:
+                worker.drain()  # not serving yet, or no overlap wanted: it goes now
+        self.demand = self.demand or bool(old)
         if self._respawn is not None:  # a fresh configuration deserves a fresh try
             self._respawn.cancel()
             self._respawn = None
@@ -151,6 +186,8 @@ class AppPool:
         if worker.retiring:  # replaced while it was starting
             worker.drain()
             return
+        worker.last_active = self.loop.time()
+        self.triggers.worker_ready(worker)
         if worker.link is not None:
             self.queue.add_upstream(worker.link)
         if self.state is PoolState.STARTING:
@@ -164,8 +201,22 @@ class AppPool:
     def on_link_free(self, worker: WorkerProcess) -> None:
         if worker.state is WorkerState.DRAINING:
             worker.stop_if_idle()
-        else:
-            self.queue.pump()
+            return
+        worker.last_active = self.loop.time()
+        self.queue.pump()
+        self.triggers.request_done(worker)
+
+    def idle_shutdown(self, worker: WorkerProcess) -> None:
+        """idleTimeout: the worker has had nothing to do for that long (IIS event 5186)."""
+        if "IdleTimeout" in self.config.log_event_on_process_model:
+            self.events.emit(
+                "worker.idle_shutdown", pool=self.config.name, pid=worker.pid, iis_event=5186,
+                idle_timeout=self.config.idle_timeout,
+            )
+        worker.retiring = True
+        worker.drain()
+        if not [w for w in self.workers if w.alive and not w.retiring]:
+            self.demand = False  # the next request starts a worker on demand
 
     def on_link_lost(self, worker: WorkerProcess, lost: list[Exchange]) -> None:
         if worker.link is not None:
@@ -219,7 +270,7 @@ class AppPool:
             and not worker.retiring
             and worker.exit_state in (WorkerState.STARTING, WorkerState.READY)
         )
-        if crashed and (worker.ready_at is not None or worker.load_error is None):
+        if crashed:
             self.events.emit(
                 "worker.crash", pool=self.config.name, pid=worker.pid, iis_event=5009,
                 code=worker.exit_code,
@@ -257,6 +308,7 @@ class AppPool:
         if self._respawn is not None:
             self._respawn.cancel()
             self._respawn = None
+        self.triggers.stop()
         if not self.workers:
             self.all_exited.set()
         for worker in list(self.workers):

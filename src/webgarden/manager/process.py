@@ -51,6 +51,7 @@ class WorkerProcess:
         self.failed: str | None = None  # why the manager gave up on it (no crash to count then)
         self.exit_state: WorkerState | None = None  # its state when it exited
         self._ping_deadline: asyncio.TimerHandle | None = None
+        self.last_active = 0.0  # loop time of its last finished request (idleTimeout)
         self.loop = asyncio.get_event_loop()
         self._pidfd = -1
         self._timers: list[asyncio.TimerHandle] = []
@@ -61,6 +62,10 @@ class WorkerProcess:
 
     def transition(self, event: str) -> None:
         self.state = next_worker_state(self.state, event)
+
+    def add_timer(self, handle: asyncio.TimerHandle) -> None:
+        """A timer that dies with the worker."""
+        self._timers.append(handle)
 
     async def spawn(self) -> None:
         pool = self.pool
@@ -141,6 +146,9 @@ class WorkerProcess:
                 )
                 self.pool.on_ready(self)
                 self._schedule_ping()
+        elif ftype == FrameType.RECYCLE:  # the app asked (IIS: ISAPI reported unhealthy)
+            if self.state is WorkerState.READY and not self.retiring:
+                self.pool.recycle("IsapiUnhealthy", workers=[self])
         elif ftype == FrameType.PONG:
             if self._ping_deadline is not None:
                 self._ping_deadline.cancel()
