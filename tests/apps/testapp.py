@@ -25,6 +25,7 @@ def _release(signum, frame):  # noqa: ANN001
 signal.signal(signal.SIGUSR1, _release)
 
 CHUNK = b"x" * (256 * 1024)
+GROWN: list[bytearray] = []  # memory /grow keeps
 
 
 def _params(environ):  # noqa: ANN001
@@ -85,6 +86,18 @@ def application(environ, start_response):  # noqa: ANN001, ANN201, C901
         print(f"holding {params.get('tag', '')}", file=sys.stderr, flush=True)
         RELEASE.wait(30)
         return _reply(start_response, b"released")
+    if path == "/recycle-me":
+        from webgarden.worker import request_recycle
+
+        return _reply(start_response, b"asked" if request_recycle() else b"not a worker")
+    if path == "/grow":
+        GROWN.append(b"g" * (int(params.get("mb", "100")) * 1024 * 1024))  # touched: resident
+        return _reply(start_response, b"grown")
+    if path == "/reserve":
+        import mmap  # address space only: the virtual size grows, the resident one does not
+
+        GROWN.append(mmap.mmap(-1, int(params.get("mb", "100")) * 1024 * 1024))
+        return _reply(start_response, b"reserved")
     if path == "/crash":
         os._exit(70)  # the worker dies in the middle of a request
     if path == "/spin":

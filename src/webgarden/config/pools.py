@@ -178,6 +178,11 @@ class PoolConfig:
     prefetch: int | None = setting(
         "prefetch", Integer(0, 65535), None, extension=True,
         help="webgarden: requests a worker holds beyond its threads (default 3 x threads).")
+    execution_timeout: float = setting(
+        "executionTimeout", TimeSpan(0, 4294967), 0.0, extension=True,
+        help="webgarden: a request running longer gets 504 from the listener, and its "
+             "worker is recycled after its stacks are logged (ASP.NET's executionTimeout); "
+             "0 (the default) sets no limit.")
     startup_time_limit: float = setting(
         "startupTimeLimit", TimeSpan(1, 4294967), 90.0, element=_PM,
         help="A worker not ready by then is killed and counts as a rapid failure.")

@@ -43,6 +43,7 @@ APP_OFFLINE = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Err
 POOL_DISABLED = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "Disabled")
 APP_SHUTDOWN = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "AppShutdown")
 BAD_GATEWAY = _page(502, "Bad Gateway", "Bad Gateway", "HTTP Error 502. The worker process serving the request failed.", "Connection_Abandoned_By_AppPool")
+GATEWAY_TIMEOUT = _page(504, "Gateway Timeout", "Gateway Timeout", "HTTP Error 504. The application did not answer in time.", "Timer_ExecutionTimeout")
 INTERNAL = _page(500, "Internal Server Error", "Internal Server Error", "HTTP Error 500. The server encountered an internal error.", "Internal")
 
 #: Seconds a client is asked to wait after a 503 (Retry-After).

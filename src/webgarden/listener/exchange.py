@@ -344,6 +344,9 @@ class Exchange:
         self.started = True
         self.close_after = True
         self.finish()
+        if self.link is not None and self.sid in self.link.streams:
+            self.abandoned = True  # whatever the worker still sends for it is dropped
+            self.link.abandon(self.sid)
 
     def client_gone(self) -> None:
         """The client closed its connection: drop the request, or abandon its stream."""

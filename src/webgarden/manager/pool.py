@@ -25,6 +25,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from webgarden.config.model import ApplicationConfig, PoolConfig
+from webgarden.config.pools import RECYCLE_REASONS
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.manager.events import EventLog
@@ -80,6 +81,7 @@ class AppPool:
         self.start_error: str | None = None
         self.failures: list[float] = []  # loop times of recent crashes and health failures
         self.triggers = Triggers(self)
+        self.spawned = 0  # workers started so far (round robin over the affinity mask)
         # Whether the pool wants workers now: always when AlwaysRunning; when OnDemand, from
         # the first request until the last worker shuts down for being idle.
         self.demand = config.start_mode == "AlwaysRunning"
@@ -163,7 +165,8 @@ class AppPool:
         candidates = self.workers if workers is None else workers
         old = [w for w in candidates if not w.retiring and w.alive
                and w.state is not WorkerState.ORPHANED]
-        if self.config.recycling.log_event_on_recycle & {reason}:
+        flags = self.config.recycling.log_event_on_recycle
+        if reason in flags or reason not in RECYCLE_REASONS:  # not IIS's: always logged
             self.events.emit(
                 "pool.recycle", pool=self.config.name, reason=reason,
                 iis_event=RECYCLE_EVENTS.get(reason), pids=[w.pid for w in old], **fields,

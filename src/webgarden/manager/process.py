@@ -52,13 +52,13 @@ class WorkerProcess:
         self.exit_state: WorkerState | None = None  # its state when it exited
         self._ping_deadline: asyncio.TimerHandle | None = None
         self.last_active = 0.0  # loop time of its last finished request (idleTimeout)
+        self.cpu: int | None = None  # the CPU it is pinned to (smpAffinitized)
         self.loop = asyncio.get_event_loop()
         self._pidfd = -1
         self._timers: list[asyncio.TimerHandle] = []
         self._stacks_fd = -1
         self._stacks = b""  # what the worker's faulthandler wrote
         self._stacks_arrived: asyncio.Future[None] | None = None
-        self._dump_reason: str | None = None  # set: log the stacks when the worker is gone
 
     def transition(self, event: str) -> None:
         self.state = next_worker_state(self.state, event)
@@ -108,11 +108,13 @@ class WorkerProcess:
         self.loop.add_reader(stacks_read, self._read_stacks)
         self.pid = self.proc.pid
         self.transition("spawned")
+        self._pin()
         self._pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._on_exit)
+        pool.spawned += 1
         pool.events.emit(
             "worker.start", pool=pool.config.name, pid=self.pid,
-            user=identity.user if identity else None,
+            user=identity.user if identity else None, cpu=self.cpu,
         )
         self._timers.append(
             self.loop.call_later(pool.config.startup_time_limit, self._startup_expired)
@@ -159,6 +161,26 @@ class WorkerProcess:
                 "worker.load_failed", pool=self.pool.config.name, pid=self.pid,
                 error=self.load_error,
             )
+
+    def _pin(self) -> None:
+        """smpAffinitized: each worker on one CPU of smpProcessorAffinityMask, round robin."""
+        cpu = self.pool.config.cpu
+        if not cpu.smp_affinitized:
+            return
+        mask = cpu.smp_processor_affinity_mask | (cpu.smp_processor_affinity_mask2 << 32)
+        cpus = sorted(c for c in os.sched_getaffinity(0) if mask >> c & 1)
+        if not cpus:
+            self.pool.events.emit("pool.affinity_failed", pool=self.pool.config.name,
+                                  iis_event=5058, mask=hex(mask))
+            return
+        chosen = cpus[self.pool.spawned % len(cpus)]
+        try:
+            os.sched_setaffinity(self.pid, {chosen})
+        except OSError as exc:
+            self.pool.events.emit("pool.affinity_failed", pool=self.pool.config.name,
+                                  iis_event=5058, error=exc.strerror)
+            return
+        self.cpu = chosen
 
     # -- health -----------------------------------------------------------------------
 
@@ -237,30 +259,33 @@ class WorkerProcess:
             if self._stacks_arrived is not None and not self._stacks_arrived.done():
                 self._stacks_arrived.set_result(None)
 
-    async def kill_with_stacks(self, reason: str) -> None:
-        """Log the Python stacks of all the worker's threads, then SIGKILL it."""
+    async def dump_stacks(self, reason: str) -> None:
+        """Log the Python stacks of all the worker's threads (`worker.stacks`)."""
         if self.state is WorkerState.EXITED or not self.pid:
             return
         self._stacks = b""
-        self._dump_reason = reason
         self._stacks_arrived = self.loop.create_future()
         try:
             os.kill(self.pid, signal.SIGUSR2)
             await asyncio.wait_for(self._stacks_arrived, STACK_DUMP_WAIT)
             # The dump is written from the signal handler, thread after thread, in one go;
-            # a moment more lets it finish. What it wrote is read when the process is gone.
+            # a moment more lets it finish.
             await asyncio.sleep(STACK_DUMP_GRACE)
         except (TimeoutError, ProcessLookupError):
             pass
+        self._read_stacks()
+        self.pool.events.emit(
+            "worker.stacks", pool=self.pool.config.name, pid=self.pid, reason=reason,
+            stacks=self._stacks.decode("utf-8", "replace"),
+        )
+
+    async def kill_with_stacks(self, reason: str) -> None:
+        """Log the Python stacks of all the worker's threads, then SIGKILL it."""
+        await self.dump_stacks(reason)
         self.kill()
 
     def _on_exit(self) -> None:
         self._read_stacks()  # whatever is left in the pipe
-        if self._dump_reason is not None:
-            self.pool.events.emit(
-                "worker.stacks", pool=self.pool.config.name, pid=self.pid,
-                reason=self._dump_reason, stacks=self._stacks.decode("utf-8", "replace"),
-            )
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from webgarden.listener import errors
 from webgarden.manager.states import WorkerState
 
 if TYPE_CHECKING:
@@ -45,12 +46,15 @@ RECYCLE_EVENTS: dict[str, int | None] = {
     "IsapiUnhealthy": 2299,
     "OnDemand": None,
     "ConfigChange": None,
+    "ExecutionTimeout": None,  # webgarden's executionTimeout
 }
 
 #: Seconds between memory samples of a pool's workers (when it sets a memory limit).
 MEMORY_CHECK_INTERVAL = 1.0
 #: Seconds between idle checks; idleTimeout has a granularity of a minute anyway.
 IDLE_CHECK_INTERVAL = 1.0
+#: Seconds between checks of requests against executionTimeout.
+EXECUTION_CHECK_INTERVAL = 0.5
 
 
 class Triggers:
@@ -71,6 +75,8 @@ class Triggers:
             self._every(MEMORY_CHECK_INTERVAL, self._check_memory)
         if config.idle_timeout and config.start_mode != "AlwaysRunning":
             self._every(IDLE_CHECK_INTERVAL, self._check_idle)
+        if config.execution_timeout:
+            self._every(EXECUTION_CHECK_INTERVAL, self._check_execution)
 
     def stop(self) -> None:
         for handle in self._handles:
@@ -118,6 +124,29 @@ class Triggers:
             link = worker.link
             if link is not None and link.inflight == 0 and now - worker.last_active >= limit:
                 self.pool.idle_shutdown(worker)
+
+    def _check_execution(self) -> None:
+        """executionTimeout: 504 for a request running too long; its worker's stacks are
+        logged and it is recycled (it finishes, or is killed at shutdownTimeLimit)."""
+        limit = self.pool.config.execution_timeout
+        for worker in list(self.pool.workers):
+            link = worker.link
+            if link is None:
+                continue
+            late = [ex for ex in link.streams.values()
+                    if not ex.done and ex.conn.listener.now - ex.since > limit]
+            for ex in late:
+                self.pool.events.emit(
+                    "request.timeout", pool=self.pool.config.name, pid=worker.pid,
+                    method=ex.method, url=ex.target.decode("latin-1"), limit=limit,
+                )
+                if not ex.started:
+                    ex.fail(errors.GATEWAY_TIMEOUT)
+                else:
+                    ex.conn.abort()
+            if late and not worker.retiring and worker.state is WorkerState.READY:
+                asyncio.ensure_future(worker.dump_stacks("executionTimeout"))
+                self.pool.recycle("ExecutionTimeout", workers=[worker])
 
     def _serving(self) -> list[WorkerProcess]:
         return [

@@ -37,6 +37,7 @@ import sys
 import threading
 from typing import Any
 
+import webgarden.worker
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.worker.channel import Channel
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOAD_FAILED
 
     host = WSGIHost(apps, channel, args.pool)
+    webgarden.worker._channel = channel  # for request_recycle()
     threads = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
         for i in range(args.threads)
