@@ -16,7 +16,7 @@ import pytest
 
 from webgarden.admin.control import call
 
-POOL = """<add name="{name}" threads="4" startMode="AlwaysRunning" {attrs}>
+POOL = """<add name="{name}" threads="4" {attrs}>
         <processModel {process} />
         <recycling {recycling}><periodicRestart {periodic}>{schedule}</periodicRestart></recycling>
         <failure {failure} />
@@ -46,7 +46,7 @@ def _serve(start_server, tmp_path: Path, pools: dict[str, dict[str, str]]):  # n
     port = _port()
     blocks, apps = [], []
     for i, (name, parts) in enumerate(pools.items()):
-        fields = {"attrs": "", "process": "", "recycling": "", "periodic": "", "schedule": "",
+        fields = {"attrs": 'startMode="AlwaysRunning"', "process": "", "recycling": "", "periodic": "", "schedule": "",
                   "failure": "", "cpu": "", **parts}
         blocks.append(POOL.format(name=name, **fields))
         if i == 0:
@@ -60,9 +60,10 @@ def _serve(start_server, tmp_path: Path, pools: dict[str, dict[str, str]]):  # n
     return server
 
 
-def _recycled(server, pool: str, reason: str) -> dict:  # noqa: ANN001
+def _recycled(server, pool: str, reason: str, timeout: float = 30) -> dict:  # noqa: ANN001
     return server.wait_event(
-        lambda e: e["event"] == "pool.recycle" and e["pool"] == pool and e["reason"] == reason)
+        lambda e: e["event"] == "pool.recycle" and e["pool"] == pool and e["reason"] == reason,
+        timeout=timeout)
 
 
 def test_each_recycling_trigger_logs_its_reason_and_iis_event(start_server, tmp_path) -> None:  # noqa: ANN001
@@ -285,8 +286,8 @@ def test_time_schedule_and_idle_triggers_fire_within_their_minute(start_server, 
     with httpx.Client(base_url=server.base, timeout=120) as http:
         assert http.get("/idle/hello").status_code == 200  # starts the OnDemand pool
         idle_pid = server.wait_event(lambda e: e["event"] == "worker.ready" and e["pool"] == "Idle")["pid"]
-        assert _recycled(server, "Aged", "Time")["iis_event"] == 5074
-        assert _recycled(server, "Sched", "Schedule")["iis_event"] == 5076
+        assert _recycled(server, "Aged", "Time", timeout=90)["iis_event"] == 5074
+        assert _recycled(server, "Sched", "Schedule", timeout=150)["iis_event"] == 5076
         idle = server.wait_event(lambda e: e["event"] == "worker.idle_shutdown", timeout=90)
         assert (idle["pid"], idle["iis_event"]) == (idle_pid, 5186)
         server.wait_event(lambda e: e["event"] == "worker.exit" and e["pid"] == idle_pid)
