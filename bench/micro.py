@@ -68,7 +68,8 @@ def listener_cost(n: int) -> float:
     config = single_app("x:app", port=8080)
     queues = {"DefaultAppPool": PoolQueue("DefaultAppPool", 1000)}
     listener = Listener(config, queues, EventLog(None))
-    link = WorkerLink(lambda t, p: None, lambda link, lost: None, lambda link: queues["DefaultAppPool"].pump())
+    pool = queues["DefaultAppPool"]
+    link = WorkerLink(lambda t, p: None, lambda link, lost: None, lambda link: pool.pump())
     upstream_transport = SinkTransport()
     link.connection_made(upstream_transport)
     link.capacity = 1 << 30
@@ -130,7 +131,7 @@ def worker_cost(n: int) -> float:
     for _ in range(5):
         start = time.perf_counter()
         for _ in range(n):
-            for _, flags, sid, body in decoder.feed(payload):
+            for _, _flags, sid, body in decoder.feed(payload):
                 stream = Stream(sid, messages.request_decoder.decode(body), True)
                 channel.streams[sid] = stream
                 host.handle(stream)

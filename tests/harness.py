@@ -6,6 +6,7 @@ address in the `server.started` event; tests wait for event-log lines with `wait
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,10 +145,8 @@ class _Inotify:
             self.watched.add(str(path))
         readable, _, _ = select.select([self.fd], [], [], timeout)
         if readable:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(self.fd, 65536)
-            except BlockingIOError:
-                pass
 
 
 _INOTIFY = _Inotify()

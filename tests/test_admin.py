@@ -15,13 +15,13 @@ from harness import Client
 from test_resilience import _get_many, _wait_for_stderr
 
 
-def _json(server, *args: str):  # noqa: ANN001, ANN202
+def _json(server, *args: str):
     result = server.admin(*args, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def test_list_shows_pools_workers_and_executing_and_queued_requests(start_server) -> None:  # noqa: ANN001
+def test_list_shows_pools_workers_and_executing_and_queued_requests(start_server) -> None:
     server = start_server("testapp:application", "--workers", "2", "--threads", "1",
                           "--prefetch", "0")
     server.wait_event(lambda e: e["event"] == "worker.ready", after=0)
@@ -48,13 +48,13 @@ def test_list_shows_pools_workers_and_executing_and_queued_requests(start_server
         assert holder.read_response()[0] == 200
 
 
-def test_the_control_socket_is_owner_only(start_server) -> None:  # noqa: ANN001
+def test_the_control_socket_is_owner_only(start_server) -> None:
     server = start_server("testapp:application")
     mode = stat.S_IMODE(os.stat(server.control).st_mode)
     assert mode == 0o600
 
 
-def test_recycle_apppool_replaces_every_worker_without_a_failed_request(start_server) -> None:  # noqa: ANN001
+def test_recycle_apppool_replaces_every_worker_without_a_failed_request(start_server) -> None:
     server = start_server("testapp:application", "--workers", "2")
     first = server.wait_event(lambda e: e["event"] == "worker.ready")
     server.wait_event(lambda e: e["event"] == "worker.ready" and e["pid"] != first["pid"])
@@ -75,7 +75,7 @@ def test_recycle_apppool_replaces_every_worker_without_a_failed_request(start_se
     assert set(server.worker_pids()).isdisjoint(before) and len(server.worker_pids()) == 2
 
 
-def test_a_stopped_pool_answers_503_and_start_brings_it_back(start_server) -> None:  # noqa: ANN001
+def test_a_stopped_pool_answers_503_and_start_brings_it_back(start_server) -> None:
     server = start_server("testapp:application")
     assert _json(server, "stop", "apppool", "DefaultAppPool")["state"] == "Stopping"
     response = httpx.get(f"{server.url}/hello")
@@ -88,7 +88,7 @@ def test_a_stopped_pool_answers_503_and_start_brings_it_back(start_server) -> No
     assert httpx.get(f"{server.url}/hello").text == "Hello, World!"
 
 
-def test_verbs_on_an_unknown_pool_or_without_a_server_are_clear_errors(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_verbs_on_an_unknown_pool_or_without_a_server_are_clear_errors(start_server, tmp_path) -> None:
     server = start_server("testapp:application")
     result = server.admin("recycle", "apppool", "NoSuchPool")
     assert result.returncode == 2 and "no application pool named 'NoSuchPool'" in result.stderr

@@ -44,7 +44,7 @@ class RssWatch:
         return self.peak
 
 
-def test_a_1_gb_upload_reaches_the_app_with_bounded_memory(start_server) -> None:  # noqa: ANN001
+def test_a_1_gb_upload_reaches_the_app_with_bounded_memory(start_server) -> None:
     server = start_server("testapp:application", "--threads", "2")
     watch = RssWatch([server.proc.pid, *server.worker_pids()])
     block = b"\x5a" * (1024 * 1024)
@@ -63,7 +63,7 @@ def test_a_1_gb_upload_reaches_the_app_with_bounded_memory(start_server) -> None
         assert peak < RSS_BOUND, f"process {pid} reached {peak / 2**20:.0f} MiB"
 
 
-def test_a_1_gb_download_to_a_slow_reader_keeps_memory_bounded_and_stalls_no_one(start_server) -> None:  # noqa: ANN001
+def test_a_1_gb_download_to_a_slow_reader_keeps_memory_bounded_and_stalls_no_one(start_server) -> None:
     server = start_server("testapp:application", "--threads", "4")
     watch = RssWatch([server.proc.pid, *server.worker_pids()])
     slow = Client(server.port)

@@ -66,7 +66,7 @@ def _write(path: Path, port: int, **overrides: str) -> None:
 
 
 @pytest.fixture
-def site(start_server, tmp_path):  # noqa: ANN001, ANN201
+def site(start_server, tmp_path):
     port = _free_port()
     config = tmp_path / "applicationHost.config"
     _write(config, port)
@@ -75,13 +75,13 @@ def site(start_server, tmp_path):  # noqa: ANN001, ANN201
     return server
 
 
-def _get(server, host: str, path: str = "/") -> dict:  # noqa: ANN001
+def _get(server, host: str, path: str = "/") -> dict:
     response = httpx.get(f"http://127.0.0.1:{server.fixed_port}{path}", headers={"Host": host})
     assert response.status_code == 200, (host, path, response.status_code, response.text)
     return response.json()
 
 
-def test_every_request_lands_in_its_site_application_and_pool(site) -> None:  # noqa: ANN001
+def test_every_request_lands_in_its_site_application_and_pool(site) -> None:
     shop = _get(site, "shop.test", "/cart")
     assert (shop["app"], shop["pool"], shop["script_name"], shop["path_info"]) == (
         "shop", "PoolA", "", "/cart")
@@ -97,21 +97,21 @@ def test_every_request_lands_in_its_site_application_and_pool(site) -> None:  # 
     assert _get(site, "deep.x.wild.test")["app"] == "admin"
 
 
-def test_an_on_demand_pool_starts_its_worker_at_the_first_request(site) -> None:  # noqa: ANN001
+def test_an_on_demand_pool_starts_its_worker_at_the_first_request(site) -> None:
     started = [e for e in site.events() if e["event"] == "worker.start"]
     assert {e["pool"] for e in started} == {"PoolB"}  # AlwaysRunning; PoolA is OnDemand
     assert _get(site, "blog.test")["pool"] == "PoolA"  # waits in the queue while it starts
     site.wait_event(lambda e: e["event"] == "pool.demand_start" and e["pool"] == "PoolA")
 
 
-def test_an_unknown_host_gets_http_sys_invalid_hostname(site) -> None:  # noqa: ANN001
+def test_an_unknown_host_gets_http_sys_invalid_hostname(site) -> None:
     data = raw_request(site.fixed_port, b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"<h2>Bad Request - Invalid Hostname</h2>" in data
     assert b"HTTP Error 400. The request hostname is invalid." in data
 
 
-def test_a_web_garden_spreads_requests_over_its_workers(site) -> None:  # noqa: ANN001
+def test_a_web_garden_spreads_requests_over_its_workers(site) -> None:
     site.wait_event(lambda e: e["event"] == "worker.ready" and e["pool"] == "PoolB")
     pids: set[int] = set()
     with ThreadPoolExecutor(8) as pool:
@@ -122,7 +122,7 @@ def test_a_web_garden_spreads_requests_over_its_workers(site) -> None:  # noqa: 
     assert len(pids) == 2
 
 
-def _load(server, stop: threading.Event) -> list[int]:  # noqa: ANN001
+def _load(server, stop: threading.Event) -> list[int]:
     statuses = []
     hosts = ["shop.test", "blog.test", "a.wild.test"]
     with httpx.Client(base_url=f"http://127.0.0.1:{server.fixed_port}") as client:
@@ -138,7 +138,7 @@ def _load(server, stop: threading.Event) -> list[int]:  # noqa: ANN001
     return statuses
 
 
-def test_a_reload_recycles_only_the_changed_pool_without_a_failed_request(site) -> None:  # noqa: ANN001
+def test_a_reload_recycles_only_the_changed_pool_without_a_failed_request(site) -> None:
     def ready_b() -> set[int]:
         return {e["pid"] for e in site.events()
                 if e["event"] == "worker.ready" and e["pool"] == "PoolB"}
@@ -165,7 +165,7 @@ def test_a_reload_recycles_only_the_changed_pool_without_a_failed_request(site) 
     assert ready_b() == before_b  # PoolB's workers were never touched
 
 
-def test_a_broken_file_is_refused_and_the_old_configuration_keeps_serving(site) -> None:  # noqa: ANN001
+def test_a_broken_file_is_refused_and_the_old_configuration_keeps_serving(site) -> None:
     text = site.config_path.read_text()
     site.config_path.write_text(text.replace('queueLength="1000"', 'queueLength="5"'))
     site.signal(signal.SIGHUP)
@@ -175,7 +175,7 @@ def test_a_broken_file_is_refused_and_the_old_configuration_keeps_serving(site) 
     assert _get(site, "shop.test")["app"] == "shop"
 
 
-def test_a_changed_file_is_reloaded_without_a_signal_and_new_bindings_listen(site) -> None:  # noqa: ANN001
+def test_a_changed_file_is_reloaded_without_a_signal_and_new_bindings_listen(site) -> None:
     extra = _free_port()
     keep = httpx.Client(base_url=f"http://127.0.0.1:{site.fixed_port}")  # an established connection
     assert keep.get("/", headers={"Host": "blog.test"}).status_code == 200
@@ -222,7 +222,7 @@ def _ensure_users() -> None:
 
 
 def test_workers_run_as_their_pools_user_and_cannot_read_each_others_files(
-    start_server, tmp_path, shared_tmp  # noqa: ANN001
+    start_server, tmp_path, shared_tmp
 ) -> None:
     _ensure_users()
     secret = shared_tmp / "b-only.txt"
@@ -247,7 +247,7 @@ def test_workers_run_as_their_pools_user_and_cannot_read_each_others_files(
     assert read_b.text == "for pool B only"
 
 
-def test_a_root_server_never_runs_workers_as_root_by_default(site) -> None:  # noqa: ANN001
+def test_a_root_server_never_runs_workers_as_root_by_default(site) -> None:
     if os.geteuid() != 0:
         pytest.skip("only a root server switches users")
     info = _get(site, "shop.test")

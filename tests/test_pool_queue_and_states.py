@@ -7,7 +7,11 @@ import pytest
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.manager.states import (
-    IllegalTransition, PoolState, WorkerState, next_pool_state, next_worker_state,
+    IllegalTransition,
+    PoolState,
+    WorkerState,
+    next_pool_state,
+    next_worker_state,
 )
 
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed (apt
 
 
 @pytest.fixture
-def server(start_server):  # noqa: ANN001, ANN201
+def server(start_server):
     return start_server("testapp:application", "--threads", "2")
 
 
@@ -22,7 +22,7 @@ def _curl(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([CURL, "-sS", *args], capture_output=True, timeout=60)
 
 
-def test_curl_uploads_a_large_body_with_expect_100_continue(server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_curl_uploads_a_large_body_with_expect_100_continue(server, tmp_path: Path) -> None:
     data = tmp_path / "upload.bin"
     data.write_bytes(b"q" * (3 * 1024 * 1024))
     result = _curl("-v", "--data-binary", f"@{data}", f"{server.url}/digest")
@@ -30,7 +30,7 @@ def test_curl_uploads_a_large_body_with_expect_100_continue(server, tmp_path: Pa
     assert b"Expect: 100-continue" in result.stderr and b"HTTP/1.1 100 Continue" in result.stderr
 
 
-def test_curl_sends_a_chunked_upload(server) -> None:  # noqa: ANN001
+def test_curl_sends_a_chunked_upload(server) -> None:
     result = subprocess.run(
         [CURL, "-sS", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
          f"{server.url}/echo"],
@@ -39,7 +39,7 @@ def test_curl_sends_a_chunked_upload(server) -> None:  # noqa: ANN001
     assert result.stdout == b"streamed from stdin"
 
 
-def test_curl_reuses_one_connection_for_several_urls(server) -> None:  # noqa: ANN001
+def test_curl_reuses_one_connection_for_several_urls(server) -> None:
     result = _curl("-v", f"{server.url}/hello", f"{server.url}/hello", f"{server.url}/pid")
     assert result.stdout.startswith(b"Hello, World!Hello, World!")
     assert b"Re-using existing connection" in result.stderr or b"Reusing existing" in result.stderr

@@ -30,7 +30,7 @@ def _get_many(port: int, paths: list[str]) -> list[int]:
     return statuses
 
 
-def test_every_response_is_200_while_a_worker_is_killed_every_300_ms(start_server) -> None:  # noqa: ANN001
+def test_every_response_is_200_while_a_worker_is_killed_every_300_ms(start_server) -> None:
     server = start_server("testapp:application", "--workers", "2", "--threads", "4",
                           "--rapid-fail-max-crashes", "0")
     done = threading.Event()
@@ -63,7 +63,7 @@ def test_every_response_is_200_while_a_worker_is_killed_every_300_ms(start_serve
         server.wait_event(lambda e, pid=pid: e["event"] == "worker.exit" and e["pid"] == pid)
 
 
-def test_a_full_queue_gives_503_with_retry_after_and_queued_requests_are_then_served(start_server) -> None:  # noqa: ANN001
+def test_a_full_queue_gives_503_with_retry_after_and_queued_requests_are_then_served(start_server) -> None:
     server = start_server(
         "testapp:application", "--threads", "1", "--prefetch", "0", "--queue-length", "2"
     )
@@ -88,7 +88,7 @@ def test_a_full_queue_gives_503_with_retry_after_and_queued_requests_are_then_se
     server.wait_event(lambda e: e["event"] == "worker.ready")
 
 
-def test_a_client_that_leaves_while_queued_is_dropped_from_the_queue(start_server) -> None:  # noqa: ANN001
+def test_a_client_that_leaves_while_queued_is_dropped_from_the_queue(start_server) -> None:
     server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"GET /hold?tag=h HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -106,7 +106,7 @@ def test_a_client_that_leaves_while_queued_is_dropped_from_the_queue(start_serve
     assert "served stayer" in server.stderr and "served leaver" not in server.stderr
 
 
-def test_queued_requests_wait_for_a_restarted_worker_and_are_then_served(start_server) -> None:  # noqa: ANN001
+def test_queued_requests_wait_for_a_restarted_worker_and_are_then_served(start_server) -> None:
     server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"POST /hold?tag=h HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
@@ -124,7 +124,7 @@ def test_queued_requests_wait_for_a_restarted_worker_and_are_then_served(start_s
     server.wait_event(lambda e: e["event"] == "request.failed" and e["status"] == 502)
 
 
-def test_sigterm_during_load_lets_in_flight_and_queued_requests_complete(start_server) -> None:  # noqa: ANN001
+def test_sigterm_during_load_lets_in_flight_and_queued_requests_complete(start_server) -> None:
     server = start_server("testapp:application", "--threads", "2", "--workers", "1")
     clients = [Client(server.port) for _ in range(12)]
     for client in clients:  # every connection is accepted and served once
@@ -142,7 +142,7 @@ def test_sigterm_during_load_lets_in_flight_and_queued_requests_complete(start_s
     assert "server.stopped" in events and "server.drain_incomplete" not in events
 
 
-def test_a_second_sigint_cuts_the_shutdown_short(start_server) -> None:  # noqa: ANN001
+def test_a_second_sigint_cuts_the_shutdown_short(start_server) -> None:
     server = start_server("testapp:application", "--threads", "1", "--prefetch", "0")
     holder = Client(server.port)
     holder.send(b"GET /hold?tag=h HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -154,7 +154,7 @@ def test_a_second_sigint_cuts_the_shutdown_short(start_server) -> None:  # noqa:
     server.wait_event(lambda e: e["event"] == "server.drain_incomplete")
 
 
-def _wait_for_stderr(server, text: str) -> None:  # noqa: ANN001
+def _wait_for_stderr(server, text: str) -> None:
     """Wait until the server's stderr (which includes the workers') shows `text`."""
     import time
 
@@ -166,7 +166,7 @@ def _wait_for_stderr(server, text: str) -> None:  # noqa: ANN001
         _wait_for_growth(server.stderr_path, os.path.getsize(server.stderr_path), 0.5)
 
 
-def test_a_prefetched_request_whose_client_left_frees_its_slot(start_server) -> None:  # noqa: ANN001
+def test_a_prefetched_request_whose_client_left_frees_its_slot(start_server) -> None:
     server = start_server("testapp:application", "--threads", "1", "--prefetch", "2",
                           "--shutdown-time-limit", "20")
     holder = Client(server.port)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from webgarden.config.model import (
-    ApplicationConfig, Binding, PoolConfig, ServerConfig, SiteConfig,
+    ApplicationConfig,
+    Binding,
+    PoolConfig,
+    ServerConfig,
+    SiteConfig,
 )
 from webgarden.listener.routing import Router, host_of
 from webgarden.listener.urls import InvalidURL, split_target

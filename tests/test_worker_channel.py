@@ -22,7 +22,7 @@ def test_a_request_aborted_before_a_thread_takes_it_is_skipped_and_its_stream_en
     channel = Channel(worker)
     called: list[str] = []
 
-    def app(environ, start_response):  # noqa: ANN001, ANN202
+    def app(environ, start_response):
         called.append(environ["PATH_INFO"])
         start_response("200 OK", [])
         return [b"ok"]
@@ -48,7 +48,7 @@ def test_response_bodies_wait_for_credit_and_resume_when_it_comes() -> None:
     channel = Channel(worker)
     size = 3 * 1024 * 1024
 
-    def app(environ, start_response):  # noqa: ANN001, ANN202
+    def app(environ, start_response):
         start_response("200 OK", [])
         yield b"x" * size
 

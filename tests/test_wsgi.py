@@ -13,11 +13,11 @@ from harness import Client
 
 
 @pytest.fixture
-def server(start_server):  # noqa: ANN001, ANN201
+def server(start_server):
     return start_server("testapp:application", "--threads", "4")
 
 
-def test_the_whole_app_under_wsgiref_validator_raises_no_warning(start_server) -> None:  # noqa: ANN001
+def test_the_whole_app_under_wsgiref_validator_raises_no_warning(start_server) -> None:
     server = start_server("testapp:validated_app", "--threads", "2")
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/hello").text == "Hello, World!"
@@ -32,7 +32,7 @@ def test_the_whole_app_under_wsgiref_validator_raises_no_warning(start_server) -
         assert word not in server.stderr, server.stderr
 
 
-def test_environ_follows_pep_3333(server) -> None:  # noqa: ANN001
+def test_environ_follows_pep_3333(server) -> None:
     response = httpx.get(
         f"{server.url}/environ?q=%20x&y=2", headers={"X-Test": "yes", "Content-Type": "text/x"}
     )
@@ -48,15 +48,15 @@ def test_environ_follows_pep_3333(server) -> None:  # noqa: ANN001
     assert env["REQUEST_URI"] == "/environ?q=%20x&y=2"
 
 
-def test_percent_encoded_paths_reach_the_app_decoded_as_latin_1_of_utf_8(server) -> None:  # noqa: ANN001
+def test_percent_encoded_paths_reach_the_app_decoded_as_latin_1_of_utf_8(server) -> None:
     env = httpx.get(f"{server.url}/environ%2F..%2Fenviron").json()
     assert env["PATH_INFO"] == "/environ"
     client = Client(server.port)
-    client.send("GET /caf%C3%A9 HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    client.send(b"GET /caf%C3%A9 HTTP/1.1\r\nHost: a\r\n\r\n")
     assert client.read_response()[0] == 404  # routed to the app, which has no such route
 
 
-def test_an_app_exception_gives_500_with_the_traceback_in_the_log_only(server) -> None:  # noqa: ANN001
+def test_an_app_exception_gives_500_with_the_traceback_in_the_log_only(server) -> None:
     response = httpx.get(f"{server.url}/error")
     assert response.status_code == 500
     assert "Traceback" not in response.text and "boom" not in response.text
@@ -65,19 +65,19 @@ def test_an_app_exception_gives_500_with_the_traceback_in_the_log_only(server) -
     assert "Traceback" in server.stderr and "boom: the test app failed on purpose" in server.stderr
 
 
-def test_an_exception_after_the_head_closes_the_connection_instead_of_faking_an_end(server) -> None:  # noqa: ANN001
+def test_an_exception_after_the_head_closes_the_connection_instead_of_faking_an_end(server) -> None:
     client = Client(server.port)
     client.send(b"GET /error-after-start HTTP/1.1\r\nHost: a\r\n\r\n")
     with pytest.raises(ConnectionError):
         client.read_response()  # a chunked body that never gets its last chunk
 
 
-def test_start_response_with_exc_info_replaces_an_unsent_head(server) -> None:  # noqa: ANN001
+def test_start_response_with_exc_info_replaces_an_unsent_head(server) -> None:
     response = httpx.get(f"{server.url}/exc-info")
     assert (response.status_code, response.text) == (500, "replaced")
 
 
-def test_close_is_called_after_a_normal_response_and_after_a_failing_one(server) -> None:  # noqa: ANN001
+def test_close_is_called_after_a_normal_response_and_after_a_failing_one(server) -> None:
     assert httpx.get(f"{server.url}/close?tag=normal").text == "ab"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server.url}/close-error?tag=failing")
@@ -85,7 +85,7 @@ def test_close_is_called_after_a_normal_response_and_after_a_failing_one(server)
     assert "closed normal" in server.stderr and "closed failing" in server.stderr
 
 
-def test_file_wrapper_is_sent_by_the_listener_zero_copy(server, shared_tmp: Path) -> None:  # noqa: ANN001
+def test_file_wrapper_is_sent_by_the_listener_zero_copy(server, shared_tmp: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = shared_tmp / "blob.bin"
     path.write_bytes(data)
@@ -98,17 +98,17 @@ def test_file_wrapper_is_sent_by_the_listener_zero_copy(server, shared_tmp: Path
         assert head.headers["content-length"] == str(len(data)) and head.content == b""
 
 
-def test_the_write_callable_and_the_iterable_both_reach_the_client(server) -> None:  # noqa: ANN001
+def test_the_write_callable_and_the_iterable_both_reach_the_client(server) -> None:
     assert httpx.get(f"{server.url}/write").text == "written and returned"
 
 
-def test_a_response_larger_than_one_frame_streams_whole(server) -> None:  # noqa: ANN001
+def test_a_response_larger_than_one_frame_streams_whole(server) -> None:
     size = 5 * 1024 * 1024 + 3
     response = httpx.get(f"{server.url}/big", params={"size": size})
     assert len(response.content) == size and response.content == b"x" * size
 
 
-def test_a_post_body_round_trips_exactly(server) -> None:  # noqa: ANN001
+def test_a_post_body_round_trips_exactly(server) -> None:
     body = os.urandom(3 * 1024 * 1024)
     response = httpx.post(f"{server.url}/echo", content=body)
     assert response.content == body
@@ -116,7 +116,7 @@ def test_a_post_body_round_trips_exactly(server) -> None:  # noqa: ANN001
     assert env["CONTENT_LENGTH"] == "3"
 
 
-def test_demo_site_answers_its_start_page_and_demo_app(start_server) -> None:  # noqa: ANN001
+def test_demo_site_answers_its_start_page_and_demo_app(start_server) -> None:
     server = start_server("webgarden.demo:application")
     with httpx.Client(base_url=server.url) as http:
         page = http.get("/")

@@ -33,6 +33,7 @@ import signal
 
 from webgarden.admin.control import ControlError, ControlServer, call
 from webgarden.admin.verbs import handler
+from webgarden.aio import background
 from webgarden.config.model import ServerConfig
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
@@ -184,7 +185,7 @@ class Server:
             self.pools[name] = pool
             self.queues[name] = pool.queue
         await self.listener.apply(new, dict(self.queues), opened)
-        for name, pool in added.items():
+        for pool in added.values():
             pool.start()
         for pool_change in change.pool_changes:
             pool, settings = self.pools[pool_change.name], new.pool(pool_change.name)
@@ -194,7 +195,7 @@ class Server:
                 pool.config = settings
                 pool.queue.limit = settings.queue_length
         for name in change.pools_removed:
-            asyncio.ensure_future(self._retire_pool(name))
+            background(self._retire_pool(name))
         self.config = new
         self.events.emit(
             "config.applied", file=self.config_path, pools_added=sorted(change.pools_added),

@@ -6,8 +6,8 @@ import json
 import os
 
 
-def _make(name: str):  # noqa: ANN202
-    def app(environ, start_response):  # noqa: ANN001, ANN202
+def _make(name: str):
+    def app(environ, start_response):
         if environ["PATH_INFO"] == "/read":
             # Reads a file as this worker's user: 200 and its text, or 403.
             path = environ["QUERY_STRING"]

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 RELEASE = threading.Event()
 
 
-def _release(signum, frame):  # noqa: ANN001
+def _release(signum, frame):
     RELEASE.set()
 
 
@@ -28,28 +28,28 @@ CHUNK = b"x" * (256 * 1024)
 GROWN: list[bytearray] = []  # memory /grow keeps
 
 
-def _params(environ):  # noqa: ANN001
+def _params(environ):
     return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
 
 
-def _reply(start_response, body, status="200 OK", ctype="text/plain"):  # noqa: ANN001
+def _reply(start_response, body, status="200 OK", ctype="text/plain"):
     start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
     return [body]
 
 
 class ClosingIterable:
-    def __init__(self, parts, tag):  # noqa: ANN001
+    def __init__(self, parts, tag):
         self.parts = parts
         self.tag = tag
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         yield from self.parts
 
     def close(self) -> None:
         print(f"closed {self.tag}", file=sys.stderr, flush=True)
 
 
-def application(environ, start_response):  # noqa: ANN001, ANN201, C901
+def application(environ, start_response):
     path = environ["PATH_INFO"]
     params = _params(environ)
     if "mark" in params:
@@ -131,7 +131,7 @@ def application(environ, start_response):  # noqa: ANN001, ANN201, C901
         start_response("200 OK", [("Content-Type", "text/plain")])
 
         class Failing(ClosingIterable):
-            def __iter__(self):  # noqa: ANN204
+            def __iter__(self):
                 yield b"a"
                 raise RuntimeError("iteration failed")
 
@@ -150,19 +150,19 @@ def application(environ, start_response):  # noqa: ANN001, ANN201, C901
     return _reply(start_response, b"no such route", status="404 Not Found")
 
 
-def _big(size: int):  # noqa: ANN202
+def _big(size: int):
     while size > 0:
         piece = CHUNK if size >= len(CHUNK) else CHUNK[:size]
         size -= len(piece)
         yield piece
 
 
-def _fail_midway():  # noqa: ANN202
+def _fail_midway():
     yield b"first part"
     raise RuntimeError("failed after the head was sent")
 
 
-def validated():  # noqa: ANN201
+def validated():
     from wsgiref.validate import validator
 
     return validator(application)

@@ -11,6 +11,7 @@ mode 0700 when it makes one): whoever can connect controls the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -79,10 +80,8 @@ class ControlServer:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def call(path: str, request: dict[str, Any], timeout: float = 30) -> Any:

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from webgarden.admin.control import ControlError, Handler
+from webgarden.aio import background
 from webgarden.listener import errors
 from webgarden.manager.states import PoolState
 
@@ -112,7 +112,8 @@ async def _pool_verb(server: Server, pool: AppPool, verb: str) -> dict[str, Any]
             raise ControlError(f"pool {name!r} is already {pool.state.value}")
         for ex in pool.queue.take_offline(errors.POOL_DISABLED):
             ex.fail(errors.POOL_DISABLED)
-        asyncio.ensure_future(pool.stop(pool.config.shutdown_time_limit))
+        pool.begin_stop()
+        background(pool.stop(pool.config.shutdown_time_limit))
         return {"pool": name, "state": "Stopping"}
     if pool.state is not PoolState.STOPPED:
         raise ControlError(f"pool {name!r} is {pool.state.value}, not Stopped")

@@ -184,7 +184,8 @@ class Exchange:
             self.body_size -= n
             self.sent_body = True
             last = self.body_done and not body
-            link.send(frames.encode_header(FrameType.REQUEST_BODY, self.sid, n, FLAG_END if last else 0) + chunk)
+            flags = FLAG_END if last else 0
+            link.send(frames.encode_header(FrameType.REQUEST_BODY, self.sid, n, flags) + chunk)
             self.end_sent = last
         if self.body_done and not body and not self.end_sent:
             link.send(frames.encode(FrameType.REQUEST_BODY, self.sid, b"", FLAG_END))

@@ -7,8 +7,9 @@ Rules:
   when its own client leaves (`remove`).
 * Pull model: a request goes to a worker only while that worker runs fewer requests than
   the capacity it announced, and only to a worker that hosts the request's application
-  (during a recycle after a configuration change, old and new workers may differ). Of the workers with room, the least busy gets it (a web
-  garden spreads load; one worker takes everything up to its capacity).
+  (during a recycle after a configuration change, old and new workers may differ). Of
+  the workers with room, the least busy gets it (a web garden spreads load; one worker
+  takes everything up to its capacity).
 * While no worker is in service (starting, restarting, recycling), requests wait here.
 * A request whose worker died before answering, and that may be safely sent again, goes
   back to the *front* (`requeue`): it was first in line once already.
@@ -24,7 +25,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from webgarden.listener import errors
-
 
 Queued = Any  # a request, as far as the queue is concerned
 
@@ -84,10 +84,14 @@ class PoolQueue:
         self._check_empty()
         return refused
 
-    def requeue(self, request: Queued) -> None:
-        """A request to send again after its worker died: it goes first."""
+    def requeue(self, request: Queued) -> errors.ErrorPage | None:
+        """A request to send again after its worker died: it goes first. An offline pool
+        answers its page instead, as for a new request."""
+        if self.offline is not None:
+            return self.offline
         self.waiting.appendleft(request)
         self.pump()
+        return None
 
     def remove(self, request: Queued) -> bool:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 import time
 from email.utils import formatdate
@@ -77,7 +78,7 @@ class Listener:
         for key, sock in self.sockets.items():
             if key not in self.servers:
                 self.servers[key] = await self.loop.create_server(
-                    lambda port=key[1]: HttpConnection(self, port), sock=sock,
+                    functools.partial(HttpConnection, self, key[1]), sock=sock,
                     backlog=LISTEN_BACKLOG,
                 )
 

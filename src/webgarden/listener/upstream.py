@@ -105,10 +105,10 @@ class WorkerLink(asyncio.Protocol):
 
     # -- used by the pool queue and exchanges ---------------------------------------
 
-    def serves(self, ex: Exchange) -> bool:  # type: ignore[override]
+    def serves(self, ex: Exchange) -> bool:
         return ex.app in self.apps
 
-    def dispatch(self, ex: Exchange) -> None:  # type: ignore[override]
+    def dispatch(self, ex: Exchange) -> None:
         self._next_id = sid = (self._next_id % 0xFFFFFFFE) + 1
         self.streams[sid] = ex
         ex.attach(self, sid)

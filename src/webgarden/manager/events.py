@@ -9,6 +9,7 @@ line, not a page of events. A log file gets every event as it happens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -30,10 +31,8 @@ class EventLog:
             self._write(line)
 
     def _write(self, line: str) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr must not stop us
             self._file.write(line + "\n")
-        except (OSError, ValueError):
-            pass  # a closed stderr must not take the server down
 
     def hold(self) -> None:
         if not self._owned:

@@ -24,6 +24,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig, PoolConfig
 from webgarden.config.pools import RECYCLE_REASONS
 from webgarden.listener import errors
@@ -230,7 +231,11 @@ class AppPool:
                     "request.retry", pool=self.config.name, pid=worker.pid, method=ex.method,
                     url=ex.target.decode("latin-1"),
                 )
-                self.queue.requeue(ex)
+                page = self.queue.requeue(ex)
+                if page is not None and self.queue.reset_when_offline:
+                    ex.conn.abort()  # TcpLevel
+                elif page is not None:
+                    ex.fail(page)
             elif not ex.abandoned:
                 self.events.emit(
                     "request.failed", pool=self.config.name, pid=worker.pid, status=502,
@@ -264,7 +269,8 @@ class AppPool:
             else:
                 ex.fail(errors.APP_OFFLINE)
         self.failures.clear()
-        asyncio.ensure_future(self.stop(self.config.shutdown_time_limit))
+        self.begin_stop()
+        background(self.stop(self.config.shutdown_time_limit))
 
     def on_worker_exit(self, worker: WorkerProcess) -> None:
         self.workers.remove(worker)
@@ -295,19 +301,28 @@ class AppPool:
 
     # -- stopping ---------------------------------------------------------------------
 
+    def begin_stop(self) -> None:
+        """Enter Stopping now, so that nothing converges toward a target any more."""
+        if self.state in (PoolState.STARTING, PoolState.STARTED):
+            self.transition("stop")
+
     async def stop(self, timeout: float) -> None:
         """Serve what the queue holds, drain every worker; kill what is alive after `timeout`."""
         if self.queue.waiting and self.workers:
-            emptied = self.loop.create_future()
-            self.queue.when_empty = lambda: emptied.done() or emptied.set_result(None)
+            emptied: asyncio.Future[None] = self.loop.create_future()
+
+            def empty() -> None:
+                if not emptied.done():
+                    emptied.set_result(None)
+
+            self.queue.when_empty = empty
             try:
                 await asyncio.wait_for(emptied, timeout)
             except TimeoutError:
                 self.events.emit(
                     "pool.queue_abandoned", pool=self.config.name, requests=len(self.queue.waiting)
                 )
-        if self.state in (PoolState.STARTING, PoolState.STARTED):
-            self.transition("stop")
+        self.begin_stop()
         if self._respawn is not None:
             self._respawn.cancel()
             self._respawn = None

@@ -10,6 +10,7 @@ negative code is the signal that ended it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from webgarden.aio import background
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
@@ -69,6 +71,10 @@ class WorkerProcess:
 
     async def spawn(self) -> None:
         pool = self.pool
+        if self.state is not WorkerState.SPAWNING:  # drained before it started: never mind
+            self.transition("exit")
+            pool.on_worker_exit(self)
+            return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for sock in (parent, child):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
@@ -221,7 +227,7 @@ class WorkerProcess:
         if self.pool.config.failure.orphan_worker_process:
             self.orphan(reason)
         else:
-            asyncio.ensure_future(self.kill_with_stacks(reason))
+            background(self.kill_with_stacks(reason))
 
     def orphan(self, reason: str) -> None:
         """Out of service but alive, for a debugger; orphanActionExe runs with its pid."""
@@ -338,14 +344,12 @@ class WorkerProcess:
                 "worker.shutdown_timeout", pool=self.pool.config.name, pid=self.pid,
                 iis_event=5013, limit=self.pool.config.shutdown_time_limit,
             )
-            asyncio.ensure_future(self.kill_with_stacks("shutdownTimeLimit"))
+            background(self.kill_with_stacks("shutdownTimeLimit"))
 
     def kill(self) -> None:
         if self.pid and self.state is not WorkerState.EXITED:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     @property
     def alive(self) -> bool:

@@ -33,6 +33,7 @@ class IllegalTransition(Exception):
 W = WorkerState
 WORKER_TRANSITIONS: dict[tuple[WorkerState, str], WorkerState] = {
     (W.SPAWNING, "spawned"): W.STARTING,
+    (W.SPAWNING, "drain"): W.DRAINING,  # retired before its process was even created
     (W.SPAWNING, "exit"): W.EXITED,
     (W.STARTING, "ready"): W.READY,
     (W.STARTING, "drain"): W.DRAINING,

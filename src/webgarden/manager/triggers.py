@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from webgarden.aio import background
 from webgarden.listener import errors
 from webgarden.manager.states import WorkerState
 
@@ -145,7 +146,7 @@ class Triggers:
                 else:
                     ex.conn.abort()
             if late and not worker.retiring and worker.state is WorkerState.READY:
-                asyncio.ensure_future(worker.dump_stacks("executionTimeout"))
+                background(worker.dump_stacks("executionTimeout"))
                 self.pool.recycle("ExecutionTimeout", workers=[worker])
 
     def _serving(self) -> list[WorkerProcess]:
