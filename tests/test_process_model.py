@@ -270,6 +270,37 @@ def test_workers_are_pinned_to_the_cpus_of_the_affinity_mask(start_server, tmp_p
         assert line.split()[-1] == str(target)
 
 
+def test_a_cpu_limit_with_kill_action_shuts_the_pool_down_for_its_interval(start_server, tmp_path) -> None:  # noqa: ANN001
+    server = _serve(start_server, tmp_path, {
+        "Hog": {"cpu": 'limit="1000" action="KillW3wp" resetInterval="00:01:00"',
+                "process": 'shutdownTimeLimit="00:00:02"'},
+        "Calm": {},
+    })
+    with httpx.Client(base_url=server.base, timeout=60) as http:
+        with contextlib.suppress(httpx.TransportError):  # it spins for seconds: do not wait
+            http.get("/hog/spin?n=28", timeout=2)  # over 1 % of the machine's minute
+        event = server.wait_event(lambda e: e["event"] == "pool.cpu_limit")
+        assert (event["pool"], event["action"]) == ("Hog", "KillW3wp") and event["percent"] > 1
+        refused = http.get("/hog/hello")
+        assert refused.status_code == 503
+        assert http.get("/calm/hello").text == "Hello, World!"
+
+
+def test_a_throttled_pool_runs_in_a_cgroup_with_its_quota(start_server, tmp_path) -> None:  # noqa: ANN001
+    server = _serve(start_server, tmp_path, {
+        "Slowed": {"cpu": 'limit="20000" action="Throttle"'},
+    })
+    event = server.wait_event(lambda e: e["event"] in ("pool.cpu_throttle",
+                                                       "pool.cpu_throttle_unavailable"))
+    if event["event"] == "pool.cpu_throttle_unavailable":
+        pytest.skip(f"this machine cannot throttle with cgroups: {event['reason']}")
+    ready = server.wait_event(lambda e: e["event"] == "worker.ready")
+    membership = Path(f"/proc/{ready['pid']}/cgroup").read_text()
+    assert os.path.basename(event["cgroup"]) in membership
+    # 20 % of the machine: the quota is a fifth of all CPUs over each period.
+    assert event["quota_us"] == int(100_000 * os.cpu_count() * 0.2)
+
+
 @pytest.mark.slow
 def test_time_schedule_and_idle_triggers_fire_within_their_minute(start_server, tmp_path) -> None:
     # IIS's granularity for these is one minute: this test takes about that long.

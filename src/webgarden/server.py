@@ -227,6 +227,8 @@ class Server:
             self.events.emit("server.drain_incomplete", connections=len(self.listener.connections))
         # 4. stop the workers; 5. close what is left
         await self._stop_pools(limit if drained.done() else 1.0)
+        for pool in self.pools.values():
+            pool.cpu.remove_cgroup()
         self.listener.abort_all()
         self.listener.close()
         if self.control is not None:

@@ -29,6 +29,7 @@ from webgarden.config.model import ApplicationConfig, PoolConfig
 from webgarden.config.pools import RECYCLE_REASONS
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
+from webgarden.manager.cpu import CpuGovernor
 from webgarden.manager.events import EventLog
 from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
 from webgarden.manager.process import WorkerProcess
@@ -82,6 +83,7 @@ class AppPool:
         self.start_error: str | None = None
         self.failures: list[float] = []  # loop times of recent crashes and health failures
         self.triggers = Triggers(self)
+        self.cpu = CpuGovernor(self)
         self.spawned = 0  # workers started so far (round robin over the affinity mask)
         # Whether the pool wants workers now: always when AlwaysRunning; when OnDemand, from
         # the first request until the last worker shuts down for being idle.
@@ -103,6 +105,7 @@ class AppPool:
         self.all_exited.clear()
         self.demand = self.config.start_mode == "AlwaysRunning" or bool(self.queue.waiting)
         self.triggers.start()
+        self.cpu.start()
         if not self.demand:  # OnDemand: started, with no worker until the first request
             self.transition("started")
             self.started.set()
@@ -327,6 +330,7 @@ class AppPool:
             self._respawn.cancel()
             self._respawn = None
         self.triggers.stop()
+        self.cpu.stop()
         if not self.workers:
             self.all_exited.set()
         for worker in list(self.workers):

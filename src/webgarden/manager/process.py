@@ -115,6 +115,7 @@ class WorkerProcess:
         self.pid = self.proc.pid
         self.transition("spawned")
         self._pin()
+        pool.cpu.worker_started(self.pid)
         self._pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._on_exit)
         pool.spawned += 1
