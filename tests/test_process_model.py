@@ -270,7 +270,7 @@ def test_workers_are_pinned_to_the_cpus_of_the_affinity_mask(start_server, tmp_p
         assert line.split()[-1] == str(target)
 
 
-def test_a_cpu_limit_with_kill_action_shuts_the_pool_down_for_its_interval(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_a_cpu_limit_with_kill_action_shuts_the_pool_down_for_its_interval(start_server, tmp_path) -> None:
     server = _serve(start_server, tmp_path, {
         "Hog": {"cpu": 'limit="1000" action="KillW3wp" resetInterval="00:01:00"',
                 "process": 'shutdownTimeLimit="00:00:02"'},
@@ -286,7 +286,7 @@ def test_a_cpu_limit_with_kill_action_shuts_the_pool_down_for_its_interval(start
         assert http.get("/calm/hello").text == "Hello, World!"
 
 
-def test_a_throttled_pool_runs_in_a_cgroup_with_its_quota(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_a_throttled_pool_runs_in_a_cgroup_with_its_quota(start_server, tmp_path) -> None:
     server = _serve(start_server, tmp_path, {
         "Slowed": {"cpu": 'limit="20000" action="Throttle"'},
     })
