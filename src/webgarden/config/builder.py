@@ -8,9 +8,11 @@ Rules (IIS's configuration system, iis-semantics.md §0):
   site. A defaults element never supplies an item's key (`applicationPoolDefaults/@name`).
 - A collection is built in document order: the items inherited from the defaults element
   first, then `<add>` appends, `<remove>` deletes by key (an error if nothing matches),
-  `<clear/>` empties. Keys compare case-insensitively, as IIS's do (`caseSensitive="false"`
-  is the schema's default); a second item with a key already present is an error that
-  names the first one's line. Some collections have further unique keys (a site's id).
+  `<clear/>` empties. A collection may start with `inherited` items (schema.py); an `<add>`
+  with the key of one of those replaces it. Keys compare case-insensitively, as IIS's do
+  (`caseSensitive="false"` is the schema's default); a second item with a key already
+  present is an error that names the first one's line. Some collections have further
+  unique keys (a site's id).
 - An item that cannot be built (a required attribute missing) is left out, after its
   error, and its class noted in `dropped`; `Built.tainted` marks objects in whose element
   errors were found, so later cross-checks do not pile a second error onto the first.
@@ -105,7 +107,7 @@ class Builder:
     def _collection(self, coll: Collection, ops: list[Op], scope: Mapping[str, Parsed]
                     ) -> tuple[Any, ...]:
         base = scope.get(coll.defaults) if coll.defaults else None
-        items: list[tuple[Any, Parsed]] = []
+        items: list[tuple[Any, Parsed | None]] = [(obj, None) for obj in coll.inherited]
         for op in ops:
             if isinstance(op, Clear):
                 items.clear()
@@ -121,6 +123,8 @@ class Builder:
                 obj = self.build(coll.item, merged, scope) if merged else None
                 if obj is None:
                     self.dropped.add(coll.item)
+                elif (at := self._inherited(coll, obj, items)) is not None:
+                    items[at] = (obj, op.parsed)
                 elif not self._duplicate(coll, obj, op.parsed, items):
                     items.append((obj, op.parsed))
         if coll.scalar:
@@ -131,12 +135,21 @@ class Builder:
     def _key(obj: object, fields: tuple[str, ...]) -> tuple[object, ...]:
         return tuple(_normal(getattr(obj, f)) for f in fields)
 
+    def _inherited(self, coll: Collection, obj: object,
+                   items: list[tuple[Any, Parsed | None]]) -> int | None:
+        """The position of the inherited item `obj` overrides, if any."""
+        mine = self._key(obj, coll.key)
+        for at, (other, other_parsed) in enumerate(items):
+            if other_parsed is None and self._key(other, coll.key) == mine:
+                return at
+        return None
+
     def _duplicate(self, coll: Collection, obj: object, parsed: Parsed,
-                   items: list[tuple[Any, Parsed]]) -> bool:
+                   items: list[tuple[Any, Parsed | None]]) -> bool:
         for key in (coll.key, *coll.unique):
             mine = self._key(obj, key)
             for other, other_parsed in items:
-                if self._key(other, key) == mine:
+                if other_parsed is not None and self._key(other, key) == mine:
                     attribute = spec_of(coll.item).key_attributes(key)[0]
                     raw = parsed.node.attributes.get(attribute)
                     self.report.error(

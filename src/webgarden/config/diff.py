@@ -14,6 +14,10 @@ Rules (WAS on a configuration change, iis-semantics.md §1.3):
 - Routing changed: some (binding, application path) now leads elsewhere, or an
   application's position in its pool (its index on the wire) moved; the listener rebuilds
   its router.
+- Web server changed: a `<system.webServer>` section other than serverRuntime (caching,
+  static content, default documents, request filtering, compression) differs; the listener
+  rebuilds its static-file rules and flushes its response cache. An application's virtual
+  directories (which files it serves) count as routing.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class ConfigDiff:
     endpoints_removed: tuple[tuple[str, int], ...] = ()
     routing_changed: bool = False
     limits_changed: bool = False  # webLimits or serverRuntime
+    web_server_changed: bool = False  # caching, staticContent, requestFiltering, ...
 
     @property
     def empty(self) -> bool:
@@ -88,6 +93,7 @@ def diff(old: ServerConfig, new: ServerConfig) -> ConfigDiff:
         endpoints_removed=tuple(sorted(old_endpoints - new_endpoints)),
         routing_changed=_routes(old) != _routes(new),
         limits_changed=(old.limits, old.server_runtime) != (new.limits, new.server_runtime),
+        web_server_changed=old.web_server != new.web_server,
     )
 
 
@@ -114,7 +120,8 @@ def _routes(config: ServerConfig) -> frozenset[object]:
     for site in config.sites:
         bindings = frozenset((b.address, b.port, b.host.lower()) for b in site.bindings)
         apps = frozenset(
-            (a.path, a.pool, config.applications_of(a.pool).index(a)) for a in site.applications
+            (a.path, a.pool, config.applications_of(a.pool).index(a), a.virtual_directories)
+            for a in site.applications
         )
         routes.add((site.name, bindings, apps))
     return frozenset(routes)

@@ -9,7 +9,10 @@ The file:
         <sites> <site name= id=> ... <siteDefaults> <applicationDefaults> ... </sites>
         <webLimits .../>
       </system.applicationHost>
-      <system.webServer>            (only <serverRuntime> is read; the rest is skipped, for now)
+      <system.webServer>            <serverRuntime>, and the sections of config/webserver.py
+                                    (caching, staticContent, defaultDocument, directoryBrowse,
+                                    security/requestFiltering, urlCompression, httpCompression);
+                                    other sections (handlers, modules, ...) are skipped
     </configuration>
 
 Anything else is an error. Stages: xmltree.parse (safe XML, line numbers) -> reader (schema,
@@ -20,7 +23,8 @@ whole file:
 - every site has a binding and a root application (`path="/"`), as IIS requires;
 - no two sites share a binding (same IP, port and host);
 - there is at least one site;
-- `pythonPath` entries are made relative to the file's directory.
+- `pythonPath` entries and relative `physicalPath`s are made relative to the file's
+  directory.
 
 All errors of all stages are collected; `load`/`loads` raise them together as ConfigErrors,
 `check` returns them.
@@ -32,7 +36,7 @@ All errors of all stages are collected; `load`/`loads` raise them together as Co
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,6 +54,7 @@ from webgarden.config.model import (
 from webgarden.config.reader import Reader, Report
 from webgarden.config.schema import child, collection, spec_of
 from webgarden.config.summary import summary
+from webgarden.config.webserver import WebServerConfig
 
 if TYPE_CHECKING:  # xmltree pulls in xml.sax and urllib: imported when a file is parsed
     from webgarden.config.xmltree import Node
@@ -73,8 +78,9 @@ class ApplicationHost:
 
 
 @dataclass(frozen=True, slots=True)
-class WebServer:
-    """`<system.webServer>`: only serverRuntime for now; other sections are skipped."""
+class WebServer(WebServerConfig):
+    """`<system.webServer>`: serverRuntime and WebServerConfig's sections; other sections
+    (handlers, modules, httpErrors, ...) are skipped."""
 
     XML_OPEN: ClassVar[bool] = True
 
@@ -147,8 +153,12 @@ def _load_text(text: str | bytes, filename: str, base_dir: str | None
     if report.errors:
         return None, report.errors
     pools = tuple(_resolve_paths(p, base_dir) for p in host.pools)
-    config = ServerConfig(sites=_canonical_pools(host), pools=pools, limits=host.web_limits,
-                          server_runtime=document.web_server.server_runtime)
+    sites = tuple(_resolve_physical_paths(s, base_dir) for s in _canonical_pools(host))
+    web = document.web_server
+    config = ServerConfig(sites=sites, pools=pools, limits=host.web_limits,
+                          server_runtime=web.server_runtime,
+                          web_server=WebServerConfig(**{f.name: getattr(web, f.name)
+                                                        for f in fields(WebServerConfig)}))
     return config, []
 
 
@@ -172,6 +182,20 @@ def _resolve_paths(pool: PoolConfig, base_dir: str | None) -> PoolConfig:
         return pool
     paths = tuple(os.path.normpath(os.path.join(base_dir, p)) for p in pool.python_path)
     return replace(pool, python_path=paths)
+
+
+def _resolve_physical_paths(site: SiteConfig, base_dir: str | None) -> SiteConfig:
+    """A relative physicalPath is relative to the configuration file's directory."""
+    if base_dir is None:
+        return site
+    apps = tuple(
+        replace(app, virtual_directories=tuple(
+            replace(v, physical_path=os.path.normpath(os.path.join(base_dir, v.physical_path)))
+            if v.physical_path and not os.path.isabs(v.physical_path) else v
+            for v in app.virtual_directories))
+        for app in site.applications
+    )
+    return replace(site, applications=apps)
 
 
 def _cross_check(host: ApplicationHost, builder: Builder, report: Report, section: Node) -> None:

@@ -40,13 +40,14 @@ from webgarden.config.sites import (
     VirtualDirectoryConfig,
 )
 from webgarden.config.values import INT_MAX, UINT_MAX, Bool, Choice, Integer, Text, TimeSpan
+from webgarden.config.webserver import WebServerConfig
 
 __all__ = [
     "DEFAULT_POOL", "DEFAULT_SITE", "ApplicationConfig", "Binding", "CpuConfig", "CustomField",
     "CustomFieldsConfig", "EnvironmentVariable", "FailureConfig", "Limits", "LogFileConfig",
     "PeriodicRestartConfig", "PoolConfig", "RecyclingConfig", "ServerConfig",
     "ServerRuntimeConfig", "SiteConfig", "SiteLimits", "TraceFailedRequestsLoggingConfig",
-    "VirtualDirectoryConfig", "single_app",
+    "VirtualDirectoryConfig", "WebServerConfig", "single_app",
 ]
 
 DEFAULT_SITE = "Default Web Site"
@@ -123,6 +124,7 @@ class ServerConfig:
     listen_address: str = "127.0.0.1"  # where a "*" binding listens (loopback by default)
     server_runtime: ServerRuntimeConfig = field(default_factory=ServerRuntimeConfig)
     source: str | None = None  # the file it was loaded from
+    web_server: WebServerConfig = field(default_factory=WebServerConfig)  # system.webServer
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:

@@ -16,6 +16,11 @@ Three declarations cover applicationHost.config:
 - `collection(...)`: a repeated element (`<add>`, `<site>`, `<binding>`), optionally inside a
   wrapper element (`<bindings>`), with its key, whether `<clear/>` and `<remove>` are allowed,
   and the name of its defaults element (`applicationPoolDefaults`), as IIS's schema has them.
+  `inherited=(...)` gives the items a collection holds before the file says anything: what
+  IIS's shipped applicationHost.config puts in it (the default documents, the MIME map).
+  The file's `<add>`, `<remove>` and `<clear/>` work on them as on a parent level's items,
+  except that an `<add>` whose key is an inherited item's replaces it instead of being a
+  duplicate (IIS would want a `<remove>` first).
 
 `spec_of(cls)` turns a class's fields into the grammar the reader walks. `positional=True`
 keeps a field without a Python default, so existing positional constructors still work;
@@ -76,6 +81,7 @@ class Collection:
     unique: tuple[tuple[str, ...], ...] = ()  # further unique keys (a site's id)
     inherit: bool = True  # may appear in the defaults element of its owner
     scalar: str | None = None  # keep only this field of each item (schedule times)
+    inherited: tuple[Any, ...] = ()  # items present before the file's operations
 
 
 def setting(
@@ -103,11 +109,14 @@ def collection(
     add: str, item: type, *, key: tuple[str, ...], noun: str, help: str,
     wrapper: str | None = None, defaults: str | None = None, clear: bool = False,
     remove: bool = False, unique: tuple[tuple[str, ...], ...] = (), inherit: bool = True,
-    scalar: str | None = None, positional: bool = False,
+    scalar: str | None = None, positional: bool = False, inherited: tuple[Any, ...] = (),
 ) -> Any:
     meta = {SCHEMA: Collection(add, item, key, noun, help, wrapper, defaults, clear, remove,
-                               unique, inherit, scalar)}
-    return field(metadata=meta) if positional else field(default=(), metadata=meta)
+                               unique, inherit, scalar, inherited)}
+    if positional:
+        return field(metadata=meta)
+    default = tuple(getattr(i, scalar) for i in inherited) if scalar else inherited
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
