@@ -28,6 +28,7 @@ bindings start accepting and removed ones stop, established connections carry on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 
@@ -35,6 +36,7 @@ from webgarden.admin.control import ControlError, ControlServer, call
 from webgarden.admin.verbs import handler
 from webgarden.aio import background
 from webgarden.config.model import ServerConfig
+from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager.events import EventLog
@@ -194,6 +196,7 @@ class Server:
             else:  # disallowRotationOnConfigChange: take the settings, keep the workers
                 pool.config = settings
                 pool.queue.limit = settings.queue_length
+        self._reroute_queued(new)
         for name in change.pools_removed:
             background(self._retire_pool(name))
         self.config = new
@@ -203,6 +206,29 @@ class Server:
             pools_recycled=sorted(change.pools_to_recycle),
             bindings=[f"{a}:{p}" for a, p in sorted(self.listener.sockets)],
         )
+
+    def _reroute_queued(self, new: ServerConfig) -> None:
+        """Requests still queued follow their site and path to the new configuration's
+        application: the workers that will serve them host the new one, not the old."""
+        apps = {(site.name, app.path): app for site in new.sites for app in site.applications}
+        for queue in list(self.queues.values()):
+            for ex in list(queue.waiting):
+                if ex.route is None:
+                    continue
+                app = apps.get((ex.route.site, ex.route.app.path))
+                if app == ex.app:
+                    continue  # unchanged
+                queue.remove(ex)
+                if app is None:
+                    ex.fail(errors.NOT_FOUND)
+                    continue
+                ex.app = app
+                ex.route = dataclasses.replace(ex.route, app=app, pool=app.pool)
+                target = self.queues[app.pool]
+                ex.pool = target
+                page = target.submit(ex)
+                if page is not None:
+                    ex.fail(page)
 
     async def _retire_pool(self, name: str) -> None:
         """A pool the new configuration removed: serve what it holds, then stop it."""

@@ -25,7 +25,8 @@ def _release(signum, frame):
 signal.signal(signal.SIGUSR1, _release)
 
 CHUNK = b"x" * (256 * 1024)
-GROWN: list[bytearray] = []  # memory /grow keeps
+GROWN: list[object] = []  # memory /grow and /reserve keep
+CALLS: dict[str, int] = {}  # how often the cacheable routes ran
 
 
 def _params(environ):
@@ -98,6 +99,15 @@ def application(environ, start_response):
 
         GROWN.append(mmap.mmap(-1, int(params.get("mb", "100")) * 1024 * 1024))
         return _reply(start_response, b"reserved")
+    if path in ("/cached", "/cached-cookie", "/cached-private"):
+        CALLS[path] = CALLS.get(path, 0) + 1
+        control = "private, max-age=60" if path == "/cached-private" else "public, max-age=60"
+        headers = [("Content-Type", "text/plain"), ("Cache-Control", control)]
+        if path == "/cached-cookie":
+            headers.append(("Set-Cookie", "session=abc"))
+        body = f"call {CALLS[path]}".encode()
+        start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
     if path == "/crash":
         os._exit(70)  # the worker dies in the middle of a request
     if path == "/spin":

@@ -30,6 +30,12 @@ def handler(server: Server) -> Handler:
             return [_worker_row(pool, w) for pool in server.pools.values() for w in pool.workers]
         if verb == "list" and obj == "requests":
             return _requests(server)
+        if obj == "cache" and verb == "flush":
+            site = request.get("name")
+            return {"flushed": server.listener.local.cache.flush(site or None)}
+        if obj == "cache" and verb == "stats":
+            stats = server.listener.local.cache.stats
+            return {name: getattr(stats, name) for name in stats.__slots__}
         if obj == "apppool" and verb in ("recycle", "stop", "start"):
             pool = server.pools.get(str(request.get("name")))
             if pool is None:

@@ -158,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 1, or print a summary of its sites, applications and pools and exit 0.",
     )
     check.add_argument("file", metavar="FILE")
+    cache = commands.add_parser(
+        "cache", help="the listener's response cache: flush it, or show its counters",
+        description="Flush the listener's response cache (all sites, or --site NAME), or "
+        "show its counters (entries, bytes, hits, misses, stores, evictions).")
+    cache.add_argument("action", choices=("flush", "stats"))
+    cache.add_argument("--site", default=None, metavar="NAME", help="flush only this site")
+    cache.add_argument("--control", metavar="PATH", default=None,
+                       help="the server's control socket (default: as for `run`)")
+    cache.add_argument("--json", action="store_true", help="print the answer as JSON")
     for verb, text in (("list", "list apppools, wp (worker processes) or requests (executing "
                         "and queued)"), ("recycle", "recycle an application pool, overlapped"),
                        ("stop", "stop an application pool: its requests get 503"),
@@ -179,7 +188,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
     from webgarden.admin.control import ControlError, call, default_path
 
-    request = {"verb": args.command, "object": args.object, "name": getattr(args, "name", None)}
+    if args.command == "cache":
+        request = {"verb": args.action, "object": "cache", "name": args.site}
+    else:
+        request = {"verb": args.command, "object": args.object,
+                   "name": getattr(args, "name", None)}
     try:
         result = call(args.control or default_path(), request)
     except ControlError as exc:
@@ -299,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "config" and args.config_command == "check":
         return cmd_config_check(args)
-    if args.command in ("list", "recycle", "stop", "start"):
+    if args.command in ("list", "recycle", "stop", "start", "cache"):
         return cmd_admin(args)
     parser.print_help()
     return EXIT_USAGE

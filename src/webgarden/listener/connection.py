@@ -229,6 +229,10 @@ class HttpConnection(asyncio.Protocol):
         ex.script_name = route.script_name
         ex.app = route.app
         ex.query = target.query
+        ex.route = route
+        ex.url_path = target.path
+        if listener.local.answer(ex, route, target.path, ex.path, listener.now):
+            return  # a cache hit or a file: no worker needed
         pool = ex.pool = listener.pools[route.pool]
         page = pool.submit(ex)
         if page is not None:

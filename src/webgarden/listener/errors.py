@@ -34,6 +34,7 @@ INVALID_VERB = _page(400, "Bad Request", "Bad Request - Invalid Verb", "HTTP Err
 INVALID_HEADER = _page(400, "Bad Request", "Bad Request - Invalid Header", "HTTP Error 400. The request has an invalid header name.", "Header")
 REQUEST_TOO_LONG = _page(400, "Bad Request", "Bad Request - Request Too Long", "HTTP Error 400. The size of the request headers is too long.", "RequestLength")
 FIELD_TOO_LONG = _page(400, "Bad Request", "Bad Request - Header Field Too Long", "HTTP Error 400. A request header field is too long.", "FieldLength")
+FORBIDDEN = _page(403, "Forbidden", "Forbidden", "HTTP Error 403. The directory has no default document, and browsing it is off.", "Forbidden")
 NOT_FOUND = _page(404, "Not Found", "Not Found", "HTTP Error 404. The requested resource is not found.", "NotFound")
 URL_TOO_LONG = _page(414, "Request URL Too Long", "Request URL Too Long", "HTTP Error 414. The request URL is too long.", "URL_Length")
 VERSION_NOT_SUPPORTED = _page(505, "HTTP Version Not Supported", "HTTP Version Not Supported", "HTTP Error 505. The HTTP version is not supported.", "Version_N/S")

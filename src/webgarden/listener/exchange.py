@@ -31,8 +31,10 @@ from webgarden.listener.upstream import REQUEST_WINDOW, WorkerLink
 
 if TYPE_CHECKING:
     from webgarden.config.model import ApplicationConfig
+    from webgarden.listener.cache import CacheKey
     from webgarden.listener.connection import HttpConnection
     from webgarden.listener.pool_queue import PoolQueue
+    from webgarden.listener.routing import Route
 
 #: Request body bytes buffered in the listener before it stops reading from the client.
 BODY_BUFFER_LIMIT = 1024 * 1024
@@ -47,6 +49,7 @@ class Exchange:
         "body",
         "body_done",
         "body_size",
+        "cache_key",
         "chunked",
         "close_after",
         "conn",
@@ -65,6 +68,7 @@ class Exchange:
         "query",
         "remaining",
         "retried",
+        "route",
         "script_name",
         "sent_body",
         "sid",
@@ -72,6 +76,7 @@ class Exchange:
         "started",
         "status",
         "target",
+        "url_path",
         "version",
     )
 
@@ -100,6 +105,9 @@ class Exchange:
         self.script_name = ""
         self.app: ApplicationConfig | None = None
         self.pool: PoolQueue | None = None
+        self.route: Route | None = None
+        self.url_path = ""  # the whole canonical path (self.path is below the application)
+        self.cache_key: CacheKey | None = None  # the response cache's key, if it may be stored
         self.body: collections.deque[bytes] = collections.deque()
         self.body_size = 0
         self.body_done = body_done  # True from the start when the head announced no body
@@ -250,6 +258,10 @@ class Exchange:
         conn.write(b"".join(parts))
         self.started = True
         if end:
+            if status == 200 and self.method == "GET" and self.route is not None:
+                local = conn.listener.local
+                local.observe(self, self.route.site, self.url_path, block, body,
+                              conn.listener.now)
             self.finish()
 
     def on_response_body(self, data: bytes, end: int) -> None:
@@ -291,9 +303,9 @@ class Exchange:
             return
         count = request.count if request.count >= 0 else os.fstat(fd).st_size - request.offset
         self.remaining = 0
-        self.conn.start_file(FileSender(self.conn, fd, request.offset, count, self._file_sent))
+        self.conn.start_file(FileSender(self.conn, fd, request.offset, count, self.file_sent))
 
-    def _file_sent(self, ok: bool) -> None:
+    def file_sent(self, ok: bool) -> None:
         self.conn.file_finished()
         if ok:
             self.finish()

@@ -19,6 +19,7 @@ from typing import Any
 from webgarden.config.model import ServerConfig
 from webgarden.listener import errors
 from webgarden.listener.connection import HttpConnection
+from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
 from webgarden.manager.events import EventLog
@@ -50,6 +51,7 @@ class Listener:
     def __init__(self, config: ServerConfig, pools: dict[str, PoolQueue], events: EventLog) -> None:
         self.config = config
         self.router = Router(config)
+        self.local = LocalResponder(config)
         self.pools = pools
         self.events = events
         self.header_wait = config.limits.header_wait_timeout
@@ -104,6 +106,7 @@ class Listener:
         addresses accept; removed ones stop accepting, their established connections live on."""
         self.config = config
         self.router = Router(config)
+        self.local = LocalResponder(config)  # new rules, and an empty cache
         self.pools = pools
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout

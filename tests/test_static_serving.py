@@ -1,0 +1,141 @@
+"""Static files and the response cache, end to end: the listener answers, no worker."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import raw_request
+
+CONFIG = """<configuration>
+  <system.applicationHost>
+    <applicationPools><add name="P" startMode="AlwaysRunning" threads="2" /></applicationPools>
+    <sites><site name="files" id="1">
+      <bindings><binding protocol="http" bindingInformation="127.0.0.1:{port}:" /></bindings>
+      <application path="/" applicationPool="P" app="testapp:application">
+        <virtualDirectory path="/" physicalPath="{root}" />
+      </application>
+    </site></sites>
+  </system.applicationHost>
+</configuration>
+"""
+
+
+@pytest.fixture
+def files(start_server, shared_tmp: Path):
+    root = shared_tmp / "www"
+    (root / "docs").mkdir(parents=True)
+    (root / "hello.txt").write_text("static hello\n")
+    (root / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    (root / "style.css").write_text("body { color: green; }\n" * 400)
+    (root / "docs" / "index.html").write_text("<h1>docs</h1>")
+    (root / "empty").mkdir()
+    (root / ".env").write_text("SECRET=1")
+    (root / "app.py").write_text("print('source')")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (shared_tmp / "outside.txt").write_text("outside the root")
+    (root / "escape.txt").symlink_to(shared_tmp / "outside.txt")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = root / "site.config"  # inside the root: it must never be served
+    config.write_text(CONFIG.format(port=port, root=root))
+    server = start_server("serve", "-c", str(config))
+    server.base, server.root, server.port_ = f"http://127.0.0.1:{port}", root, port
+    return server
+
+
+def test_a_file_is_served_by_the_listener_with_validators(files) -> None:
+    response = httpx.get(f"{files.base}/hello.txt")
+    assert response.text == "static hello\n"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["etag"].startswith('"') and "last-modified" in response.headers
+    assert httpx.get(f"{files.base}/hello").text == "Hello, World!"  # not a file: the app
+
+
+def test_conditional_requests_get_304_and_ranges_206_or_416(files) -> None:
+    first = httpx.get(f"{files.base}/hello.txt")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert httpx.get(f"{files.base}/hello.txt", headers={"If-None-Match": etag}).status_code == 304
+    assert httpx.get(f"{files.base}/hello.txt",
+                     headers={"If-Modified-Since": modified}).status_code == 304
+    part = httpx.get(f"{files.base}/hello.txt", headers={"Range": "bytes=7-11"})
+    assert (part.status_code, part.text) == (206, "hello")
+    assert part.headers["content-range"] == "bytes 7-11/13"
+    bad = httpx.get(f"{files.base}/hello.txt", headers={"Range": "bytes=100-"})
+    assert bad.status_code == 416 and bad.headers["content-range"] == "bytes */13"
+    stale = httpx.get(f"{files.base}/hello.txt",
+                      headers={"Range": "bytes=0-3", "If-Range": '"not-the-etag"'})
+    assert (stale.status_code, stale.text) == (200, "static hello\n")
+
+
+def test_a_large_file_and_its_ranges_go_out_whole(files) -> None:
+    data = (files.root / "big.bin").read_bytes()
+    assert httpx.get(f"{files.base}/big.bin").content == data
+    tail = httpx.get(f"{files.base}/big.bin", headers={"Range": "bytes=-1000"})
+    assert tail.status_code == 206 and tail.content == data[-1000:]
+
+
+@pytest.mark.parametrize("target", [
+    b"/../outside.txt", b"/%2e%2e/outside.txt", b"/docs/..%2f..%2foutside.txt",
+    b"/..\\outside.txt", b"/hello.txt%00.png", b"/escape.txt", b"/.env", b"/app.py",
+    b"/__pycache__/x.pyc", b"/site.config", b"/%2eenv",
+])
+def test_nothing_outside_or_forbidden_is_ever_served(files, target: bytes) -> None:
+    data = raw_request(files.port_, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    status = int(data.split(b" ", 2)[1])
+    assert status in (400, 404), data[:200]
+    assert b"outside the root" not in data and b"SECRET" not in data and b"print(" not in data
+
+
+def test_default_documents_redirects_and_directories(files) -> None:
+    redirect = httpx.get(f"{files.base}/docs")
+    assert redirect.status_code == 301 and redirect.headers["location"] == "/docs/"
+    assert httpx.get(f"{files.base}/docs/").text == "<h1>docs</h1>"
+    assert httpx.get(f"{files.base}/empty/").status_code == 403  # no listing by default
+
+
+def test_compressible_files_are_gzipped_for_clients_that_accept_it(files) -> None:
+    raw = (files.root / "style.css").read_bytes()
+    with socket.create_connection(("127.0.0.1", files.port_)) as sock:
+        sock.sendall(b"GET /style.css HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Content-Encoding: gzip" in head and b"Vary: Accept-Encoding" in head
+    assert gzip.decompress(body) == raw and len(body) < len(raw)
+    assert httpx.get(f"{files.base}/style.css", headers={"Accept-Encoding": "identity"}).content == raw
+
+
+def test_a_file_changed_on_disk_is_served_fresh_at_once(files) -> None:
+    path = files.root / "hello.txt"
+    for _ in range(4):  # past the frequent-hit threshold: now in the cache
+        assert httpx.get(f"{files.base}/hello.txt").text == "static hello\n"
+    stats = files.admin("cache", "stats", "--json")
+    assert '"hits": ' in stats.stdout and '"stores": 1' in stats.stdout
+    path.write_text("changed!\n")
+    assert httpx.get(f"{files.base}/hello.txt").text == "changed!\n"
+
+
+def test_dynamic_responses_are_cached_after_the_hit_threshold_only_when_allowed(files) -> None:
+    with httpx.Client(base_url=files.base) as http:
+        bodies = [http.get("/cached").text for _ in range(5)]
+        # HTTP.sys: stored on its second request within 10 s; then the app is not called.
+        assert bodies[:2] == ["call 1", "call 2"] and set(bodies[2:]) == {"call 2"}
+        cookies = [http.get("/cached-cookie").text for _ in range(4)]
+        assert cookies == ["call 1", "call 2", "call 3", "call 4"]  # Set-Cookie: never cached
+        private = [http.get("/cached-private").text for _ in range(4)]
+        assert private == ["call 1", "call 2", "call 3", "call 4"]
+        authed = [http.get("/cached", headers={"Authorization": "Basic eDp5"}).text
+                  for _ in range(2)]
+        assert authed == ["call 3", "call 4"]  # credentials: never answered from the cache
+    assert files.admin("cache", "flush").returncode == 0
+    assert httpx.get(f"{files.base}/cached").text == "call 5"
