@@ -59,13 +59,7 @@ class HttpConnection(asyncio.Protocol):
         self.server: tuple[str, int] = ("", 0)
         self.pipeline: collections.deque[Exchange] = collections.deque()
         self.parsing: Exchange | None = None
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.host = b""
-        self.expect = False
-        self.has_body = False
-        self.head_bytes = 0
-        self.raw_head = 0
+        self._new_head()
         self.in_head = False
         self.error_page: errors.ErrorPage | None = None
         self.reading_paused = False
@@ -131,14 +125,18 @@ class HttpConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
 
-    def on_message_begin(self) -> None:
+    def _new_head(self) -> None:
+        """What the parser collects of one request head, empty."""
         self.url = b""
-        self.headers = []
+        self.headers: list[tuple[bytes, bytes]] = []
         self.host = b""
         self.expect = False
         self.has_body = False
         self.head_bytes = 0
         self.raw_head = 0
+
+    def on_message_begin(self) -> None:
+        self._new_head()
         self.in_head = True
         self.deadline = self.listener.now + self.listener.header_wait
 
