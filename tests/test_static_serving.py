@@ -139,3 +139,19 @@ def test_dynamic_responses_are_cached_after_the_hit_threshold_only_when_allowed(
         assert authed == ["call 3", "call 4"]  # credentials: never answered from the cache
     assert files.admin("cache", "flush").returncode == 0
     assert httpx.get(f"{files.base}/cached").text == "call 5"
+
+
+def test_once_hot_in_the_cache_a_file_still_honours_every_request_header(files) -> None:  # noqa: ANN001
+    with httpx.Client(base_url=files.base) as http:
+        plain = [http.get("/hello.txt") for _ in range(6)]  # stored, then answered fast
+        assert {r.text for r in plain} == {"static hello\n"}
+        etag = plain[-1].headers["etag"]
+        assert http.get("/hello.txt", headers={"If-None-Match": etag}).status_code == 304
+        part = http.get("/hello.txt", headers={"Range": "bytes=0-5"})
+        assert (part.status_code, part.text) == (206, "static")
+        head = http.head("/hello.txt")
+        assert head.status_code == 200 and head.content == b""
+        closing = http.get("/hello.txt", headers={"Connection": "close"})
+        assert closing.headers["connection"] == "close" and closing.text == "static hello\n"
+    stats = files.admin("cache", "stats", "--json").stdout
+    assert '"stores": 1' in stats

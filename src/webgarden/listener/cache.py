@@ -313,6 +313,16 @@ class ResponseCache:
 
     # --- the response side --------------------------------------------------------------
 
+    def touch(self, entry: Entry, now: float) -> bool:
+        """A hit on `entry` found outside `lookup` (the listener's fast path): True and
+        counted if it is still this cache's live entry for its key."""
+        if self._entries.get(entry.key) is not entry or entry.expires <= now:
+            return False
+        entry.last_hit = now
+        self._entries.move_to_end(entry.key)
+        self.hits += 1
+        return True
+
     def store(self, key: CacheKey, response: CacheResponse, now: float) -> Skip | None:
         """Keep `response` under `key` (from a Miss) if the rules allow; why not, or None."""
         profile = self._profile(key.path)

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 #: Parsed requests held per connection before reading pauses.
 MAX_PIPELINE = 32
 
+#: Request headers that can change what the cache answers: such a request takes the full
+#: path (conditional requests, ranges, credentials, proxies), never the fast one.
+_NOT_PLAIN = frozenset({
+    b"authorization", b"range", b"if-range", b"if-match", b"if-none-match",
+    b"if-modified-since", b"if-unmodified-since", b"translate", b"expect", b"via",
+})
+
 
 class LimitExceeded(Exception):
     def __init__(self, page: errors.ErrorPage) -> None:
@@ -59,6 +66,7 @@ class HttpConnection(asyncio.Protocol):
         self.server: tuple[str, int] = ("", 0)
         self.pipeline: collections.deque[Exchange] = collections.deque()
         self.parsing: Exchange | None = None
+        self.fast_answered = False
         self._new_head()
         self.in_head = False
         self.error_page: errors.ErrorPage | None = None
@@ -132,6 +140,8 @@ class HttpConnection(asyncio.Protocol):
         self.host = b""
         self.expect = False
         self.has_body = False
+        self.plain = True  # no header that could change a cached answer (fast path)
+        self.accept_encoding = b""
         self.head_bytes = 0
         self.raw_head = 0
 
@@ -163,6 +173,10 @@ class HttpConnection(asyncio.Protocol):
             self.has_body = True
         elif lower == b"expect" and value.lower() == b"100-continue":
             self.expect = True
+        elif lower == b"accept-encoding":
+            self.accept_encoding = value
+        if lower in _NOT_PLAIN:
+            self.plain = False
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -171,6 +185,18 @@ class HttpConnection(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise LimitExceeded(errors.VERSION_NOT_SUPPORTED)
+        listener = self.listener
+        fast_key = None
+        if (self.plain and not self.has_body and version == "1.1" and not self.pipeline
+                and parser.get_method() == b"GET" and parser.should_keep_alive()
+                and not listener.draining):
+            fast_key = (self.port, self.server[0], self.host, self.url, self.accept_encoding)
+            entry = listener.local.fast_hit(fast_key, listener.now)
+            if entry is not None:
+                # A response-cache hit seen before: answered here, no exchange needed.
+                self.transport.write(b"".join((entry.head, listener.date_line, entry.tail)))
+                self.fast_answered = True
+                return
         ex = Exchange(
             self,
             parser.get_method().decode("ascii"),
@@ -181,6 +207,7 @@ class HttpConnection(asyncio.Protocol):
             self.expect and version == "1.1",
             not self.has_body,
         )
+        ex.fast_key = fast_key
         self.parsing = ex
         self.deadline = self.listener.now + self.listener.idle_timeout
         pipeline = self.pipeline
@@ -200,6 +227,10 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = 0.0
         if ex is not None:
             ex.body_complete()
+        elif self.fast_answered:
+            self.fast_answered = False
+            if not self.pipeline:  # idle again, as after any response
+                self.deadline = self.listener.now + self.listener.idle_timeout
 
     # -- the pipeline -----------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class Exchange:
         "done",
         "end_sent",
         "expect_continue",
+        "fast_key",
         "head_only",
         "headers",
         "keep_alive",
@@ -108,6 +109,7 @@ class Exchange:
         self.route: Route | None = None
         self.url_path = ""  # the whole canonical path (self.path is below the application)
         self.cache_key: CacheKey | None = None  # the response cache's key, if it may be stored
+        self.fast_key: tuple[int, str, bytes, bytes, bytes] | None = None  # see LocalResponder
         self.body: collections.deque[bytes] = collections.deque()
         self.body_size = 0
         self.body_done = body_done  # True from the start when the head announced no body

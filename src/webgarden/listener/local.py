@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: A file up to this size is read and sent from memory (and may be cached or compressed).
 SMALL_FILE = 256 * 1024
+#: Requests remembered for the fast path before it starts over.
+FAST_ENTRIES = 4096
 
 _PAGES = {400: errors.INVALID_URL, 403: errors.FORBIDDEN, 404: errors.NOT_FOUND,
           431: errors.REQUEST_TOO_LONG}
@@ -47,6 +49,24 @@ class LocalResponder:
         self.rules = static.StaticRules(web, protected=static.protect([config.source]))
         self.compression = compression.CompressionRules.from_config(web)
         self.cacheable: set[tuple[str, str]] = set()  # (site, path) seen cacheable
+        # The fast path: the exact (port, address, Host, target, Accept-Encoding) of a plain
+        # GET that was a hit once -> its entry. Checked against the cache on every use.
+        self.fast: dict[tuple[int, str, bytes, bytes, bytes], cache.Entry] = {}
+
+    def fast_hit(self, key: tuple[int, str, bytes, bytes, bytes], now: float
+                 ) -> cache.Entry | None:
+        """The live cache entry for a plain GET seen before, or None (take the slow path)."""
+        entry = self.fast.get(key)
+        if entry is None:
+            return None
+        file = entry.file
+        if (file is not None and static.file_stamp(file[0]) != file[1]) \
+                or not self.cache.touch(entry, now):
+            del self.fast[key]
+            if file is not None:
+                self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
+            return None
+        return entry
 
     # -- the request side ---------------------------------------------------------------
 
@@ -97,6 +117,10 @@ class LocalResponder:
             self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
             return False
         conn = ex.conn
+        if ex.fast_key is not None and not found.not_modified and not found.entry.key.vary:
+            if len(self.fast) >= FAST_ENTRIES:
+                self.fast.clear()
+            self.fast[ex.fast_key] = found.entry
         keep = ex.keep_alive and conn.may_keep_alive()
         date = conn.listener.date_line
         if not keep:
