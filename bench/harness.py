@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - psutil is a webgarden dependency
 
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
 APPS_DIR = BENCH_DIR / "apps"
 VENV_BIN = Path(sys.executable).parent  # not resolved: keep the venv's bin/
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -517,3 +518,39 @@ def tool_version(argv: list[str]) -> str | None:
         return None
     text = (done.stdout + done.stderr).strip().splitlines()
     return text[0] if text else None
+
+
+def versions(
+    dists: Sequence[str], tools: Sequence[str] = ("nginx", "wrk")
+) -> dict[str, str | None]:
+    """Versions of the Python distributions and tools a result depends on."""
+    import importlib.metadata
+    import platform
+
+    out: dict[str, str | None] = {}
+    for dist in dists:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    for name in tools:
+        path = find_tool(name)
+        out[name] = tool_version([path, "-v"]) if path else None
+    out["python"] = platform.python_version()
+    return out
+
+
+def git_state() -> dict[str, object]:
+    """The commit the results belong to, and whether the tree had changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                                  text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain")
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": bool(status) if status is not None else None}

@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import ctypes
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -66,10 +65,11 @@ from harness import (
     Server,
     ServerError,
     find_tool,
+    git_state,
     http_get,
     measure,
     python_env,
-    tool_version,
+    versions,
 )
 from webgarden.admin import control
 
@@ -724,40 +724,6 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for dist in ("webgarden", "flask", "werkzeug"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    wrk = find_tool("wrk")
-    out["wrk"] = tool_version([wrk, "-v"]) if wrk else None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_state() -> dict[str, object]:
-    def git(*a: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(REPO), *a],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -799,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": os.getloadavg(),
         },
         "git": git_state(),
-        "versions": versions(),
+        "versions": versions(("webgarden", "flask", "werkzeug"), tools=("wrk",)),
         "config": vars(args) | {"output": str(args.output)},
     }
     failed = False

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from harness import (
     Proc,
     Server,
     find_tool,
+    git_state,
     measure,
     module,
     nginx_conf,
@@ -52,7 +51,7 @@ from harness import (
     python_env,
     rotate,
     tool,
-    tool_version,
+    versions,
 )
 
 BODY = b"Hello, World!"
@@ -300,41 +299,6 @@ def fmt_rps(value: float | None) -> str:
     return "failed" if value is None else f"{value:,.0f}"
 
 
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for dist in ("webgarden", "uvicorn", "uvloop", "httptools", "granian", "gunicorn"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    nginx, wrk = find_tool("nginx"), find_tool("wrk")
-    out["nginx"] = tool_version([nginx, "-v"]) if nginx else None
-    out["wrk"] = tool_version([wrk, "-v"]) if wrk else None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_state() -> dict[str, object]:
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(REPO), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    status = git("status", "--porcelain")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
-
-
 def print_table(active, results, rounds, orders, args) -> tuple[dict, list[str]]:
     print()
     print(
@@ -524,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
         },
         "git": git_state(),
-        "versions": versions(),
+        "versions": versions(
+            ("webgarden", "uvicorn", "uvloop", "httptools", "granian", "gunicorn")
+        ),
         "config": {
             "rounds": args.rounds,
             "duration_s": args.duration,
