@@ -33,9 +33,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
 
+# Side by side with nginx, uvicorn, granian and gunicorn (needs wrk and nginx): about 8
+# minutes. One suite alone: make bench SUITE=run|static|process_model ARGS="--rounds 5"
+SUITE ?= run static process_model
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run.py $(ARGS)
+	for suite in $(SUITE); do $(PY) bench/$$suite.py $(ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
