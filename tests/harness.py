@@ -158,6 +158,42 @@ def _wait_for_growth(path: Path, size: int, timeout: float) -> None:
         _INOTIFY.wait(path, timeout)
 
 
+class WorkerKiller:
+    """SIGKILLs one of the server's workers every `period` seconds while in a `with` block
+    (the fault's period is what a test states; it synchronizes nothing)."""
+
+    def __init__(self, server: ServerProcess, period: float, pick: str = "round-robin") -> None:
+        import threading
+
+        self.server, self.period, self.pick = server, period, pick
+        self.killed: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        import random
+
+        while not self._stop.wait(self.period):
+            pids = self.server.worker_pids()
+            if not pids:
+                continue
+            victim = random.choice(pids) if self.pick == "random" else pids[
+                len(self.killed) % len(pids)]
+            try:
+                os.kill(victim, signal.SIGKILL)
+                self.killed.append(victim)
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> WorkerKiller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 10) -> bytes:
     """Send raw bytes; read until the server closes the connection (or `timeout`)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import random
 import signal
 import socket
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import WorkerKiller
 from webgarden.admin.control import call
 
 POOL = """<add name="{name}" threads="4" {attrs}>
@@ -137,32 +137,13 @@ def test_a_recycle_every_second_under_load_fails_no_request_of_any_method(start_
 def test_random_kills_every_500_ms_fail_no_get_and_lose_no_queued_request(start_server) -> None:
     server = start_server("testapp:application", "--workers", "2", "--threads", "4",
                           "--rapid-fail-max-crashes", "0")
-    stop = threading.Event()
-    killed = []
+    def client(_: int) -> list[int]:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            return [http.get("/slow?ms=5").status_code for _ in range(100)]
 
-    def killer() -> None:
-        while not stop.wait(0.5):
-            pids = server.worker_pids()
-            if pids:
-                victim = random.choice(pids)
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                    killed.append(victim)
-                except ProcessLookupError:
-                    pass
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    try:
-        with ThreadPoolExecutor(50) as pool, httpx.Client(base_url=server.url, timeout=60) as _:
-            def client(_: int) -> list[int]:
-                with httpx.Client(base_url=server.url, timeout=60) as http:
-                    return [http.get("/slow?ms=5").status_code for _ in range(100)]
-
-            results = [s for batch in pool.map(client, range(50)) for s in batch]
-    finally:
-        stop.set()
-        thread.join()
+    with WorkerKiller(server, 0.5, pick="random") as killer, ThreadPoolExecutor(50) as pool:
+        results = [s for batch in pool.map(client, range(50)) for s in batch]
+    killed = killer.killed
     assert len(results) == 5000 and set(results) == {200}
     assert len(killed) >= 3
 

@@ -141,7 +141,7 @@ def test_dynamic_responses_are_cached_after_the_hit_threshold_only_when_allowed(
     assert httpx.get(f"{files.base}/cached").text == "call 5"
 
 
-def test_once_hot_in_the_cache_a_file_still_honours_every_request_header(files) -> None:  # noqa: ANN001
+def test_once_hot_in_the_cache_a_file_still_honours_every_request_header(files) -> None:
     with httpx.Client(base_url=files.base) as http:
         plain = [http.get("/hello.txt") for _ in range(6)]  # stored, then answered fast
         assert {r.text for r in plain} == {"static hello\n"}
