@@ -150,7 +150,11 @@ class Server:
 
     async def _watch(self, path: str) -> None:
         """Turn changes of the configuration file into reloads (inotify, via watchfiles)."""
-        from watchfiles import awatch
+        try:
+            from watchfiles import awatch
+        except ImportError as exc:  # SIGHUP still reloads; say why saving the file does not
+            self.events.emit("config.watch_unavailable", file=path, error=str(exc))
+            return
 
         directory = os.path.dirname(os.path.abspath(path))
         target = os.path.abspath(path)
