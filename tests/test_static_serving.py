@@ -155,3 +155,24 @@ def test_once_hot_in_the_cache_a_file_still_honours_every_request_header(files) 
         assert closing.headers["connection"] == "close" and closing.text == "static hello\n"
     stats = files.admin("cache", "stats", "--json").stdout
     assert '"stores": 1' in stats
+
+
+def test_dynamic_text_is_gzipped_by_the_worker_above_the_size_threshold(files) -> None:
+    def get(path: str, encoding: str) -> tuple[bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", files.port_)) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nAccept-Encoding: {encoding}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return head, body
+
+    expected = b"All work and no play makes a dull garden.\n" * 100  # 4,200 bytes
+    head, body = get("/text", "gzip")
+    assert b"Content-Encoding: gzip" in head and b"Vary: Accept-Encoding" in head
+    assert gzip.decompress(body) == expected and len(body) < 200
+    head, body = get("/text", "identity")
+    assert b"Content-Encoding" not in head and body == expected
+    head, body = get("/text?lines=10", "gzip")  # 420 bytes: under minFileSizeForComp
+    assert b"Content-Encoding" not in head and len(body) == 420

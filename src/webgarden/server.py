@@ -32,11 +32,14 @@ import dataclasses
 import os
 import signal
 
+import msgspec
+
 from webgarden.admin.control import ControlError, ControlServer, call
 from webgarden.admin.verbs import handler
 from webgarden.aio import background
 from webgarden.config.model import ServerConfig
 from webgarden.listener import errors
+from webgarden.listener.compression import CompressionRules
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager.events import EventLog
@@ -68,8 +71,15 @@ class Server:
             }
         except IdentityError as exc:
             raise StartupError(str(exc)) from None
+        self._share_compression(config)
         self.listener = Listener(config, self.queues, self.events)
         self.stopping = False
+
+    def _share_compression(self, config: ServerConfig) -> None:
+        """Dynamic responses are compressed by the workers, with the server's rules."""
+        rules = msgspec.json.encode(CompressionRules.from_config(config.web_server)).decode()
+        for pool in self.pools.values():
+            pool.compression = rules
 
     def _on_signal(self, signum: int) -> None:
         self.signals.put_nowait(signal.Signals(signum).name)
@@ -200,6 +210,7 @@ class Server:
             else:  # disallowRotationOnConfigChange: take the settings, keep the workers
                 pool.config = settings
                 pool.queue.limit = settings.queue_length
+        self._share_compression(new)
         self._reroute_queued(new)
         for name in change.pools_removed:
             background(self._retire_pool(name))

@@ -108,6 +108,9 @@ def application(environ, start_response):
         body = f"call {CALLS[path]}".encode()
         start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
         return [body]
+    if path == "/text":
+        body = b"All work and no play makes a dull garden.\n" * int(params.get("lines", "100"))
+        return _reply(start_response, body, ctype="text/plain; charset=utf-8")
     if path == "/crash":
         os._exit(70)  # the worker dies in the middle of a request
     if path == "/spin":

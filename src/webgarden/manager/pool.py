@@ -85,6 +85,7 @@ class AppPool:
         self.triggers = Triggers(self)
         self.cpu = CpuGovernor(self)
         self.spawned = 0  # workers started so far (round robin over the affinity mask)
+        self.compression = ""  # the server's compression rules, JSON, for new workers
         # Whether the pool wants workers now: always when AlwaysRunning; when OnDemand, from
         # the first request until the last worker shuts down for being idle.
         self.demand = config.start_mode == "AlwaysRunning"

@@ -82,6 +82,8 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(child.fileno())]
         argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
         argv += ["--prefetch", str(pool.config.worker_prefetch)]
+        if pool.compression:
+            argv += ["--compression", pool.compression]
         stacks_read, stacks_write = os.pipe()
         os.set_blocking(stacks_read, False)
         argv += ["--stacks-fd", str(stacks_write)]

@@ -37,9 +37,12 @@ import sys
 import threading
 from typing import Any
 
+import msgspec
+
 import webgarden.worker
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
+from webgarden.listener.compression import CompressionRules
 from webgarden.worker.channel import Channel
 from webgarden.worker.wsgi import WSGIApp, WSGIHost
 
@@ -84,6 +87,13 @@ def _die_with_parent() -> None:
         pass
 
 
+def _rules(text: str) -> CompressionRules | None:
+    if not text:
+        return None
+    rules = msgspec.json.decode(text, type=CompressionRules)
+    return rules if rules.dynamic and rules.dynamic_codings else None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webgarden-worker")
     parser.add_argument("--fd", type=int, required=True)
@@ -93,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=0)
     parser.add_argument("--path", action="append", default=[])
     parser.add_argument("--stacks-fd", type=int, default=-1)
+    parser.add_argument("--compression", default="",
+                        help="the server's compression rules, JSON (dynamic responses)")
     return parser.parse_args(argv)
 
 
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(str(exc))))
         return EXIT_LOAD_FAILED
 
-    host = WSGIHost(apps, channel, args.pool)
+    host = WSGIHost(apps, channel, args.pool, _rules(args.compression))
     webgarden.worker._channel = channel  # for request_recycle()
     threads = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)

@@ -29,6 +29,7 @@ from typing import Any
 from webgarden import SERVER_NAME
 from webgarden.ipc import frames, messages
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
+from webgarden.listener.compression import CompressionRules, compress, negotiate
 from webgarden.worker.channel import Channel, Stream
 
 log = logging.getLogger("webgarden.worker")
@@ -159,13 +160,16 @@ class Input:
 class Response:
     """What the app has said so far about one response, and the sending of it."""
 
-    __slots__ = ("channel", "content_length", "ended", "head", "head_sent", "sent", "stream")
+    __slots__ = ("channel", "content_length", "content_type", "encoded", "ended", "head",
+                 "head_sent", "sent", "stream")
 
     def __init__(self, channel: Channel, stream: Stream) -> None:
         self.channel = channel
         self.stream = stream
         self.head: tuple[int, bytes] | None = None  # status code, serialized head
         self.content_length = -1
+        self.content_type = ""
+        self.encoded = False  # the app set Content-Encoding itself
         self.head_sent = False
         self.ended = False  # a frame that ends the stream went out (END, SENDFILE, ABORT)
         self.sent = 0
@@ -184,7 +188,9 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback
         elif self.head is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        self.head, self.content_length = _check_head(status, headers)
+        self.head, self.content_length, self.content_type, self.encoded = _check_head(
+            status, headers
+        )
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -248,8 +254,11 @@ _checked_names: dict[str, str] = {}  # header names already validated -> lower c
 _SPECIAL = HOP_BY_HOP | {"content-length", "date", "server"}
 
 
-def _check_head(status: str, headers: list[tuple[str, str]]) -> tuple[tuple[int, bytes], int]:
-    """Validate a WSGI head; return (status code, serialized head) and the Content-Length.
+def _check_head(
+    status: str, headers: list[tuple[str, str]]
+) -> tuple[tuple[int, bytes], int, str, bool]:
+    """Validate a WSGI head; return (status code, serialized head), the Content-Length, the
+    Content-Type and whether the app set a Content-Encoding.
 
     The head is the status line and the header lines, each ending in CRLF, in latin-1, so the
     listener only adds its own lines (Date, framing, Connection). A CR or LF anywhere but at
@@ -263,6 +272,7 @@ def _check_head(status: str, headers: list[tuple[str, str]]) -> tuple[tuple[int,
     parts = ["HTTP/1.1 ", status, "\r\n"]
     length = -1
     server = False
+    content_type, encoded = "", False
     for name, value in headers:
         lower = _checked_names.get(name)
         if lower is None:
@@ -280,6 +290,10 @@ def _check_head(status: str, headers: list[tuple[str, str]]) -> tuple[tuple[int,
             server = True
         if not isinstance(value, str):
             raise TypeError(f"header {name!r}: the value must be str, not {type(value).__name__}")
+        if lower == "content-type":
+            content_type = value
+        elif lower == "content-encoding":
+            encoded = True
         parts += (name, ": ", value, "\r\n")
     if not server:
         parts.append(SERVER_LINE)
@@ -287,12 +301,16 @@ def _check_head(status: str, headers: list[tuple[str, str]]) -> tuple[tuple[int,
     lines = 1 + (len(parts) - 3) // 4 + (0 if server else 1)  # status, headers, Server
     if text.count("\n") != lines or text.count("\r") != lines:
         raise ValueError("a header or the status contains a CR or LF")
-    return (code, text.encode("latin-1")), length
+    return (code, text.encode("latin-1")), length, content_type, encoded
 
 
 class WSGIHost:
-    def __init__(self, apps: list[WSGIApp], channel: Channel, pool: str) -> None:
+    def __init__(
+        self, apps: list[WSGIApp], channel: Channel, pool: str,
+        compression: CompressionRules | None = None,
+    ) -> None:
         self.apps = apps
+        self.compression = compression  # None: dynamic compression is off
         self.channel = channel
         self.requests_served = 0
         self.base_environ: dict[str, Any] = {
@@ -378,6 +396,8 @@ class WSGIHost:
         if isinstance(result, list | tuple) and not response.head_sent:
             body = b"".join(result)
             if len(body) <= MAX_CHUNK:
+                if self.compression is not None and not head_only:
+                    body = self._compress(response, body)
                 response.send_head(body, end=True)
                 return
         for chunk in result:
@@ -393,6 +413,40 @@ class WSGIHost:
             response.send_head(b"", end=True)
         else:
             response.end()
+
+    def _compress(self, response: Response, body: bytes) -> bytes:
+        """IIS's dynamic compression (urlCompression, httpCompression): a whole 200 of a
+        compressible type, at least minFileSizeForComp long, for a client that accepts it.
+        Done here, in the worker's thread (zlib releases the GIL), not in the listener."""
+        rules = self.compression
+        assert rules is not None and response.head is not None
+        code, serialized = response.head
+        if code != 200 or response.encoded or len(body) < rules.min_size or (
+            0 <= response.content_length != len(body)
+        ):
+            return body
+        head = response.stream.head
+        if rules.no_http10 and head.version == "HTTP/1.0":
+            return body
+        accept = None
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower == b"accept-encoding":
+                accept = value.decode("latin-1")
+            elif (lower == b"via" and rules.no_proxies) or (lower == b"range" and rules.no_range):
+                return body
+        coding = negotiate(accept, rules.dynamic_codings)
+        if coding == "identity" or not rules.compressible(
+            static=False, status=200, content_type=response.content_type, size=len(body),
+            response_headers={},
+        ):
+            return body
+        packed = compress(body, coding, rules.level(coding, static=False))
+        extra = f"Content-Encoding: {coding}\r\nVary: Accept-Encoding\r\n".encode()
+        response.head = (code, serialized + extra)
+        if response.content_length >= 0:
+            response.content_length = len(packed)
+        return packed
 
     def _send_file(self, response: Response, wrapper: FileWrapper) -> bool:
         """Hand a real file to the listener. False: not a plain file, iterate it instead."""
@@ -429,7 +483,7 @@ class WSGIHost:
         if response.head_sent:
             response.abort("application error")
             return
-        response.head, response.content_length = _check_head(
+        response.head, response.content_length, _, _ = _check_head(
             "500 Internal Server Error", [("Content-Type", "text/html; charset=us-ascii")]
         )
         response.send_head(ERROR_500, end=True)
