@@ -42,6 +42,7 @@ from webgarden.listener import errors
 from webgarden.listener.compression import CompressionRules
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
+from webgarden.manager import reaper
 from webgarden.manager.events import EventLog
 from webgarden.manager.identity import IdentityError
 from webgarden.manager.pool import AppPool, resolve_identity
@@ -74,6 +75,7 @@ class Server:
         self._share_compression(config)
         self.listener = Listener(config, self.queues, self.events)
         self.stopping = False
+        self._reaper: asyncio.TimerHandle | None = None
 
     def _share_compression(self, config: ServerConfig) -> None:
         """Dynamic responses are compressed by the workers, with the server's rules."""
@@ -91,6 +93,11 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
         self.events.hold()
+        if not reaper.become_subreaper():
+            self.events.emit("server.no_subreaper", action="workers are spawned directly")
+            for pool in self.pools.values():
+                pool.spawn_directly("the server cannot be a child subreaper")
+        self._reaper = loop.call_later(reaper.STRAY_REAP_INTERVAL, self._reap_strays)
         try:
             self.listener.bind()
         except BindError as exc:
@@ -120,6 +127,15 @@ class Server:
             pools=list(self.pools),
             control=self.control_path,
         )
+
+    def _reap_strays(self) -> None:
+        known: set[int] = set()
+        for pool in self.pools.values():
+            known |= pool.known_pids()
+        for pid, code in reaper.reap_strays(known):
+            self.events.emit("process.reaped", pid=pid, code=code)
+        self._reaper = asyncio.get_running_loop().call_later(
+            reaper.STRAY_REAP_INTERVAL, self._reap_strays)
 
     async def _start_control(self, path: str) -> None:
         try:
@@ -274,6 +290,8 @@ class Server:
         self.listener.close()
         if self.control is not None:
             self.control.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
         self.events.emit("server.stopped")
         self.events.close()
 

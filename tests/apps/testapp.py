@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -59,6 +60,11 @@ def application(environ, start_response):
         return _reply(start_response, b"Hello, World!")
     if path == "/pid":
         return _reply(start_response, str(os.getpid()).encode())
+    if path == "/spawn-child":
+        # A child process the app never waits for: it outlives the worker's interest.
+        child = subprocess.Popen(["sh", "-c", params.get("cmd", "exit 7")])
+        child.returncode = 0  # so that Popen never waits for it: the worker leaves it behind
+        return _reply(start_response, str(child.pid).encode())
     if path == "/echo":
         data = environ["wsgi.input"].read()
         return _reply(start_response, data, ctype="application/octet-stream")

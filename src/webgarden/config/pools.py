@@ -40,6 +40,7 @@ IdentityType = Literal["LocalSystem", "LocalService", "NetworkService", "Specifi
                        "ApplicationPoolIdentity"]
 StartMode = Literal["OnDemand", "AlwaysRunning"]
 PipelineMode = Literal["Integrated", "Classic"]
+SpawnMethod = Literal["smart", "direct"]
 LogonType = Literal["LogonBatch", "LogonService"]
 IdleTimeoutAction = Literal["Terminate", "Suspend"]
 LoadBalancerCapabilities = Literal["TcpLevel", "HttpLevel"]
@@ -183,6 +184,12 @@ class PoolConfig:
         help="webgarden: a request running longer gets 504 from the listener, and its "
              "worker is recycled after its stacks are logged (ASP.NET's executionTimeout); "
              "0 (the default) sets no limit.")
+    spawn_method: SpawnMethod = setting(
+        "spawnMethod", Choice("smart", "direct"), "smart", extension=True,
+        help="webgarden: smart forks workers from a template process that has imported the "
+             "applications (ready in milliseconds; the template is re-created after every "
+             "recycle, and one whose module files changed is never forked from); direct "
+             "starts every worker as a new interpreter that imports them itself.")
     startup_time_limit: float = setting(
         "startupTimeLimit", TimeSpan(1, 4294967), 90.0, element=_PM,
         help="A worker not ready by then is killed and counts as a rapid failure.")

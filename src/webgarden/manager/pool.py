@@ -34,6 +34,7 @@ from webgarden.manager.events import EventLog
 from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
 from webgarden.manager.process import WorkerProcess
 from webgarden.manager.states import PoolState, WorkerState, next_pool_state
+from webgarden.manager.template import Template, template_key
 from webgarden.manager.triggers import RECYCLE_EVENTS, Triggers
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class AppPool:
         self.started = asyncio.Event()  # set when the first worker is ready, or start failed
         self.all_exited = asyncio.Event()
         self._respawn: asyncio.TimerHandle | None = None
+        self.template: Template | None = None  # smart spawning: what new workers fork from
+        self.direct_reason: str | None = None  # why this configuration spawns directly
+        self.templates: set[Template] = set()  # every template process still running
 
     def transition(self, event: str) -> None:
         self.state = next_pool_state(self.state, event)
@@ -126,9 +130,47 @@ class AppPool:
             return
         live = [w for w in self.workers if self._holds_a_place(w)]
         for _ in range(self.config.max_processes - len(live)):
-            worker = WorkerProcess(self)
+            worker = WorkerProcess(self, self.template_for_spawn())
             self.workers.append(worker)
             self.loop.create_task(worker.spawn())
+
+    # -- smart spawning ---------------------------------------------------------------
+
+    def template_for_spawn(self) -> Template | None:
+        """The template a new worker forks from, started if need be; None: spawn directly."""
+        if self.config.spawn_method != "smart" or self.direct_reason is not None:
+            return None
+        current = self.template
+        if (current is None or current.exited or current.stale or current.retired
+                or current.key != template_key(self)):
+            if current is not None:
+                current.retire()
+            current = self.template = Template(self)
+            current.start()
+        current.users += 1
+        return current
+
+    def spawn_directly(self, reason: str) -> None:
+        """Smart spawning cannot work for this configuration (until it changes)."""
+        if self.direct_reason is None:
+            self.direct_reason = reason
+            self.events.emit("template.unforkable", pool=self.config.name, reason=reason,
+                             action="workers are spawned directly")
+
+    def known_pids(self) -> set[int]:
+        return {w.pid for w in self.workers if w.pid} | {t.pid for t in self.templates}
+
+    def on_template_exit(self, template: Template) -> None:
+        self.templates.discard(template)
+        if self.template is template:
+            self.template = None
+
+    def _renew_template(self) -> None:
+        """After a recycle's replacements have forked, the next generation gets a fresh
+        template (started once a replacement is ready, so it does not compete with them)."""
+        if self.template is not None:
+            self.template.retire()
+            self.template = None
 
     def _holds_a_place(self, worker: WorkerProcess) -> bool:
         """Whether a worker counts toward maxProcesses. A retiring one does not: its
@@ -167,6 +209,8 @@ class AppPool:
             self.queue.limit = config.queue_length
         if apps is not None:
             self.apps = apps
+        if config is not None or apps is not None:
+            self.direct_reason = None  # a new configuration deserves a new try
         candidates = self.workers if workers is None else workers
         old = [w for w in candidates if not w.retiring and w.alive
                and w.state is not WorkerState.ORPHANED]
@@ -187,6 +231,7 @@ class AppPool:
             self._respawn = None
             self.failed_starts = 0
         self.converge()
+        self._renew_template()
 
     def on_ready(self, worker: WorkerProcess) -> None:
         self.failed_starts = 0
@@ -205,6 +250,10 @@ class AppPool:
             if old.retiring and old.state is WorkerState.READY:
                 old.drain()
                 break
+        if self.template is None and self.config.spawn_method == "smart" and (
+                self.direct_reason is None):
+            self.template = Template(self)  # warm for the next worker this pool needs
+            self.template.start()
 
     def on_link_free(self, worker: WorkerProcess) -> None:
         if worker.state is WorkerState.DRAINING:
@@ -342,5 +391,8 @@ class AppPool:
             for worker in list(self.workers):
                 worker.kill()
             await asyncio.wait_for(self.all_exited.wait(), 5.0)
+        if self.template is not None:
+            self.template.retire()
+            self.template = None
         if self.state is PoolState.STOPPING:
             self.transition("stopped")

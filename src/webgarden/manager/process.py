@@ -20,10 +20,12 @@ import time
 from typing import TYPE_CHECKING
 
 from webgarden.aio import background
+from webgarden.config.model import ApplicationConfig
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
 from webgarden.manager.states import WorkerState, next_worker_state
+from webgarden.manager.template import Template, TemplateError, TemplateLoadFailed, TemplateStale
 
 if TYPE_CHECKING:
     from webgarden.manager.pool import AppPool
@@ -39,8 +41,10 @@ MAX_STACKS = 256 * 1024
 
 
 class WorkerProcess:
-    def __init__(self, pool: AppPool) -> None:
+    def __init__(self, pool: AppPool, template: Template | None = None) -> None:
         self.pool = pool
+        self.template = template  # smart spawning: fork from it (it counts this worker)
+        self.forked = False  # forked from a template, not started as a new interpreter
         self.state = WorkerState.SPAWNING
         self.pid = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,8 +74,11 @@ class WorkerProcess:
         self._timers.append(handle)
 
     async def spawn(self) -> None:
+        template, self.template = self.template, None
         pool = self.pool
         if self.state is not WorkerState.SPAWNING:  # drained before it started: never mind
+            if template is not None:
+                template.release()
             self.transition("exit")
             pool.on_worker_exit(self)
             return
@@ -79,33 +86,23 @@ class WorkerProcess:
         for sock in (parent, child):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(child.fileno())]
-        argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
-        argv += ["--prefetch", str(pool.config.worker_prefetch)]
-        if pool.compression:
-            argv += ["--compression", pool.compression]
         stacks_read, stacks_write = os.pipe()
         os.set_blocking(stacks_read, False)
-        argv += ["--stacks-fd", str(stacks_write)]
         apps = pool.apps  # this worker's generation: a recycle may change the pool's list
-        for app in apps:
-            argv += ["--app", app.app]
-        for path in (os.getcwd(), *pool.config.python_path):
-            argv += ["--path", path]
-        identity = pool.identity
-        switch: dict[str, object] = {}
-        if identity is not None:
-            switch = {"user": identity.uid, "group": identity.gid,
-                      "extra_groups": list(identity.groups)}
         try:
-            self.proc = subprocess.Popen(
-                argv, pass_fds=(child.fileno(), stacks_write), stdin=subprocess.DEVNULL,
-                **switch,  # type: ignore[call-overload]
-            )
-        except OSError as exc:
+            if template is not None:
+                await self._fork(template, child.fileno(), stacks_write)
+            if not self.pid:
+                self._exec(child.fileno(), stacks_write, apps)
+        except (OSError, TemplateLoadFailed) as exc:
             parent.close()
             os.close(stacks_read)
-            self.load_error = f"cannot start a worker process: {exc}"
+            if isinstance(exc, TemplateLoadFailed):
+                self.load_error = str(exc)
+                pool.events.emit("worker.load_failed", pool=pool.config.name, pid=None,
+                                 error=self.load_error)
+            else:
+                self.load_error = f"cannot start a worker process: {exc}"
             self.transition("exit")
             pool.on_worker_exit(self)
             return
@@ -114,16 +111,20 @@ class WorkerProcess:
             os.close(stacks_write)
         self._stacks_fd = stacks_read
         self.loop.add_reader(stacks_read, self._read_stacks)
-        self.pid = self.proc.pid
-        self.transition("spawned")
+        if self.drained_while_spawning():
+            self.kill()
+        else:
+            self.transition("spawned")
         self._pin()
         pool.cpu.worker_started(self.pid)
         self._pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._on_exit)
         pool.spawned += 1
+        identity = pool.identity
         pool.events.emit(
             "worker.start", pool=pool.config.name, pid=self.pid,
             user=identity.user if identity else None, cpu=self.cpu,
+            spawn="fork" if self.forked else "exec",
         )
         self._timers.append(
             self.loop.call_later(pool.config.startup_time_limit, self._startup_expired)
@@ -137,6 +138,57 @@ class WorkerProcess:
             sock=parent,
         )
         self.link.apps = {app: index for index, app in enumerate(apps)}
+
+    def drained_while_spawning(self) -> bool:
+        """Retired while it waited for its template: it is killed as soon as it exists."""
+        return self.state is not WorkerState.SPAWNING
+
+    async def _fork(self, template: Template, fd: int, stacks_fd: int) -> None:
+        """Fork from the pool's template (a stale one is replaced once). Leaves `pid` at 0
+        when the worker must be started directly instead; TemplateLoadFailed goes up."""
+        try:
+            for attempt in range(2):
+                try:
+                    self.pid = await template.fork(fd, stacks_fd)
+                except TemplateStale:
+                    fresh = self.pool.template_for_spawn() if attempt == 0 else None
+                    if fresh is None:
+                        return
+                    template.release()
+                    template = fresh
+                    continue
+                except TemplateError as exc:
+                    self.pool.events.emit("worker.fork_failed", pool=self.pool.config.name,
+                                          reason=str(exc), action="spawned directly")
+                    return
+                self.forked = True
+                return
+        finally:
+            template.release()
+
+    def _exec(self, fd: int, stacks_fd: int, apps: list[ApplicationConfig]) -> None:
+        """Start the worker as a new interpreter (spawnMethod="direct", or no template)."""
+        pool = self.pool
+        argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(fd)]
+        argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
+        argv += ["--prefetch", str(pool.config.worker_prefetch)]
+        if pool.compression:
+            argv += ["--compression", pool.compression]
+        argv += ["--stacks-fd", str(stacks_fd)]
+        for app in apps:
+            argv += ["--app", app.app]
+        for path in (os.getcwd(), *pool.config.python_path):
+            argv += ["--path", path]
+        identity = pool.identity
+        switch: dict[str, object] = {}
+        if identity is not None:
+            switch = {"user": identity.uid, "group": identity.gid,
+                      "extra_groups": list(identity.groups)}
+        self.proc = subprocess.Popen(
+            argv, pass_fds=(fd, stacks_fd), stdin=subprocess.DEVNULL,
+            **switch,  # type: ignore[call-overload]
+        )
+        self.pid = self.proc.pid
 
     # -- messages from the worker -----------------------------------------------------
 
@@ -300,8 +352,7 @@ class WorkerProcess:
         self._pidfd = -1
         for timer in self._timers:
             timer.cancel()
-        assert self.proc is not None
-        self.exit_code = code = self.proc.wait()
+        self.exit_code = code = self._reap()
         self.exit_state = self.state
         self.transition("exit")
         fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
@@ -313,6 +364,18 @@ class WorkerProcess:
         if self.link is not None:
             self.link.close()
         self.pool.on_worker_exit(self)
+
+    def _reap(self) -> int:
+        """The exit code of the process (it has exited: its pidfd is readable). A forked
+        worker is the server's child through PR_SET_CHILD_SUBREAPER, so it is reaped here
+        as a directly started one is."""
+        if self.proc is not None:
+            return self.proc.wait()
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return -signal.SIGKILL  # not our child (no subreaper): its code is unknown
+        return os.waitstatus_to_exitcode(status)
 
     def _startup_expired(self) -> None:
         if self.state in (WorkerState.SPAWNING, WorkerState.STARTING):

@@ -79,7 +79,7 @@ def load_app(spec: str) -> WSGIApp:
     return app
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -110,38 +110,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _die_with_parent()
-    if args.stacks_fd >= 0:
+    die_with_parent()
+    for path in reversed(args.path):
+        sys.path.insert(0, path)
+    return serve(args.fd, args.pool, args.app, args.threads, args.prefetch, args.stacks_fd,
+                 args.compression)
+
+
+def serve(
+    fd: int, pool: str, specs: list[str], threads: int, prefetch: int, stacks_fd: int,
+    compression: str,
+) -> int:
+    """Run the worker on socket `fd`: load `specs` (already imported when forked from a
+    template), start `threads`, say READY, serve until STOP. Returns the exit code."""
+    if stacks_fd >= 0:
         # SIGUSR2 dumps every thread's stack to the manager, from inside the signal handler:
         # faulthandler needs no GIL, so it works even when the app holds the interpreter.
-        stacks = os.fdopen(args.stacks_fd, "w", buffering=1)
+        stacks = os.fdopen(stacks_fd, "w", buffering=1)
         faulthandler.register(signal.SIGUSR2, file=stacks, all_threads=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO,
-        format=f"%(asctime)s webgarden worker[{os.getpid()}] {args.pool}: %(message)s",
+        format=f"%(asctime)s webgarden worker[{os.getpid()}] {pool}: %(message)s",
+        force=True,
     )
-    for path in reversed(args.path):
-        sys.path.insert(0, path)
-    sock = socket.socket(fileno=args.fd)
+    sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     channel = Channel(sock)
     try:
-        apps = [load_app(spec) for spec in args.app]
+        apps = [load_app(spec) for spec in specs]
     except AppLoadError as exc:
         channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(str(exc))))
         return EXIT_LOAD_FAILED
 
-    host = WSGIHost(apps, channel, args.pool, _rules(args.compression))
+    host = WSGIHost(apps, channel, pool, _rules(compression))
     webgarden.worker._channel = channel  # for request_recycle()
-    threads = [
+    workers = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
-        for i in range(args.threads)
+        for i in range(threads)
     ]
-    for thread in threads:
+    for thread in workers:
         thread.start()
-    ready = messages.Ready(os.getpid(), args.threads + args.prefetch)
+    ready = messages.Ready(os.getpid(), threads + prefetch)
     channel.send_frame(FrameType.READY, 0, messages.encoder.encode(ready))
 
     stopping = threading.Event()
@@ -154,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     channel.run_reader(on_control)
     if not stopping.is_set():
         os._exit(EXIT_LISTENER_GONE)  # the server is gone: nobody will read our answers
-    for _ in threads:
+    for _ in workers:
         channel.requests.put(None)
-    for thread in threads:
+    for thread in workers:
         thread.join()
     return EXIT_OK
 

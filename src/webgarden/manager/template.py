@@ -1,0 +1,248 @@
+"""A pool's template process as the manager sees it (smart spawning, `spawnMethod="smart"`).
+
+The template (`worker.template`) imports the pool's applications once; a new worker is then
+a fork of it, ready in milliseconds instead of the interpreter start plus every import.
+
+Lifetime, as the pool drives it:
+
+* started when the pool first needs a worker, as the pool's identity;
+* shared by every worker spawned until the pool recycles: a recycle's replacements fork
+  from it, then it is *retired*: it stops once the forks it owes are done, and the pool
+  starts a fresh template as soon as a replacement is ready, so the next generation's
+  workers run what is on disk then, module-level state included;
+* replaced at once if a module file it imported changed (`Stale`), so no worker ever runs
+  code older than its files;
+* given up for the pool's current configuration if importing the applications started
+  threads (`Unforkable`): its workers are then spawned directly, as `spawnMethod="direct"`.
+
+A worker that cannot be forked because the template died or failed to fork is spawned
+directly instead: smart spawning is only ever a shortcut. An application that cannot be
+imported fails in the template exactly as it would in a worker (`worker.load_failed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from webgarden.ipc import spawn
+
+if TYPE_CHECKING:
+    from webgarden.manager.pool import AppPool
+
+TemplateKey = tuple[tuple[str, ...], tuple[str, ...], int | None]
+
+
+class TemplateError(Exception):
+    """No worker can be forked from this template; the worker is spawned directly."""
+
+
+class TemplateStale(TemplateError):
+    """A module file changed since the template imported it."""
+
+
+class TemplateLoadFailed(Exception):
+    """The applications cannot be imported (the message is the one-line reason)."""
+
+
+def template_key(pool: AppPool) -> TemplateKey:
+    """What a template's imports depend on: a change means a new template."""
+    uid = pool.identity.uid if pool.identity is not None else None
+    return tuple(app.app for app in pool.apps), tuple(pool.config.python_path), uid
+
+
+class Template:
+    def __init__(self, pool: AppPool) -> None:
+        self.pool = pool
+        self.key = template_key(pool)
+        self.loop = asyncio.get_event_loop()
+        self.pid = 0
+        self.users = 0  # workers that will fork from it
+        self.retired = False  # stop once `users` is 0
+        self.stale = False
+        self.exited = False
+        self.loaded: asyncio.Future[spawn.Loaded] = self.loop.create_future()
+        self._pending: collections.deque[asyncio.Future[spawn.FromTemplate]] = (
+            collections.deque()
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._pidfd = -1
+        self._load_timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        pool = self.pool
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [sys.executable, "-m", "webgarden.worker.template",
+                "--control-fd", str(child.fileno()), "--pool", pool.config.name]
+        for app in self.key[0]:
+            argv += ["--app", app]
+        for path in (os.getcwd(), *pool.config.python_path):
+            argv += ["--path", path]
+        switch: dict[str, object] = {}
+        if pool.identity is not None:
+            switch = {"user": pool.identity.uid, "group": pool.identity.gid,
+                      "extra_groups": list(pool.identity.groups)}
+        try:
+            self._proc = subprocess.Popen(
+                argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                **switch,  # type: ignore[call-overload]
+            )
+        except OSError as exc:
+            parent.close()
+            self.exited = True
+            self._finish(TemplateError(f"cannot start the template process: {exc}"))
+            return
+        finally:
+            child.close()
+        self.pid = self._proc.pid
+        pool.templates.add(self)
+        parent.setblocking(False)
+        self._sock = parent
+        self.loop.add_reader(parent.fileno(), self._on_readable)
+        self._pidfd = os.pidfd_open(self.pid)
+        self.loop.add_reader(self._pidfd, self._on_exit)
+        limit = pool.config.startup_time_limit
+        self._load_timer = self.loop.call_later(limit, self._load_expired, limit)
+        pool.events.emit("template.start", pool=pool.config.name, pid=self.pid)
+
+    async def fork(self, fd: int, stacks_fd: int) -> int:
+        """Fork a worker that serves socket `fd` and dumps its stacks to `stacks_fd`; its pid.
+
+        Raises TemplateLoadFailed (the applications cannot be imported), TemplateStale, or
+        TemplateError (anything else: spawn the worker directly)."""
+        await asyncio.shield(self.loaded)
+        if self.stale or self._sock is None:
+            raise TemplateStale("the template is out of date") if self.stale else TemplateError(
+                "the template is gone")
+        config = self.pool.config
+        request = spawn.Fork(config.name, config.threads, config.worker_prefetch,
+                             self.pool.compression, os.getpid())
+        reply: asyncio.Future[spawn.FromTemplate] = self.loop.create_future()
+        try:
+            socket.send_fds(self._sock, [spawn.encoder.encode(request)], [fd, stacks_fd])
+        except OSError as exc:
+            raise TemplateError(f"cannot reach the template: {exc}") from None
+        self._pending.append(reply)
+        answer = await reply
+        if isinstance(answer, spawn.Forked):
+            return answer.pid
+        if isinstance(answer, spawn.Stale):
+            if not self.stale:
+                self.stale = True
+                self.pool.events.emit("template.stale", pool=config.name, pid=self.pid,
+                                      changed=answer.path)
+            raise TemplateStale(answer.path)
+        raise TemplateError(getattr(answer, "reason", "unexpected answer"))
+
+    def release(self) -> None:
+        """A worker is done forking from this template."""
+        self.users -= 1
+        if self.retired and self.users <= 0:
+            self.stop()
+
+    def retire(self) -> None:
+        """No new worker will use this template: stop it once the forks it owes are done."""
+        self.retired = True
+        if self.users <= 0:
+            self.stop()
+
+    def stop(self) -> None:
+        self.retired = True
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        if self.pid and not self.exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # it runs no request: nothing to finish
+        self._finish(TemplateError("the template was stopped"))
+
+    # -- events -----------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        while self._sock is not None:
+            try:
+                data = self._sock.recv(spawn.MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._finish(TemplateError("the template closed its socket"))
+                return
+            try:
+                message = spawn.from_template.decode(data)
+            except ValueError as exc:
+                self._finish(TemplateError(f"the template said something unreadable: {exc}"))
+                self.stop()
+                return
+            self._dispatch(message)
+
+    def _dispatch(self, message: spawn.FromTemplate) -> None:
+        name = self.pool.config.name
+        if isinstance(message, spawn.Loaded):
+            if self._load_timer is not None:
+                self._load_timer.cancel()
+            self.pool.events.emit("template.ready", pool=name, pid=self.pid,
+                                  load_ms=message.load_ms, modules=message.modules)
+            if not self.loaded.done():
+                self.loaded.set_result(message)
+        elif isinstance(message, spawn.LoadFailed):
+            self._finish(TemplateLoadFailed(message.reason))
+        elif isinstance(message, spawn.Unforkable):
+            self.pool.spawn_directly(message.reason)
+            self._finish(TemplateError(message.reason))
+        elif self._pending:
+            reply = self._pending.popleft()
+            if not reply.done():
+                reply.set_result(message)
+
+    def _load_expired(self, limit: float) -> None:
+        self._load_timer = None
+        if not self.loaded.done():
+            self.pool.events.emit("template.startup_timeout", pool=self.pool.config.name,
+                                  pid=self.pid, limit=limit)
+            self._finish(TemplateLoadFailed(
+                f"the applications were not imported within startupTimeLimit ({limit:g} s)"))
+            self.stop()
+
+    def _on_exit(self) -> None:
+        self.loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self.exited = True
+        assert self._proc is not None
+        code = self._proc.wait()
+        fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
+        if code < 0:
+            fields["signal"] = signal.Signals(-code).name
+        else:
+            fields["code"] = code
+        self.pool.events.emit("template.exit", **fields)
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        self._finish(TemplateError(f"the template exited ({fields.get('signal', code)})"))
+        self.pool.on_template_exit(self)
+
+    def _finish(self, error: Exception) -> None:
+        """Whoever still waits on this template gets `error`."""
+        if self._load_timer is not None:
+            self._load_timer.cancel()
+            self._load_timer = None
+        if not self.loaded.done():
+            self.loaded.set_exception(error)
+            self.loaded.exception()  # retrieved: no "never retrieved" warning if unused
+        while self._pending:
+            reply = self._pending.popleft()
+            if not reply.done():
+                reply.set_exception(error)
