@@ -267,6 +267,9 @@ def webgarden_argv() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "webgarden"]
 
 
+SPAWN_METHOD = "smart"  # --spawn-method
+
+
 def webgarden_server(key: str, app: str, cwd: Path, workers: int, **kw: Any) -> Server:
     def build(server: Server, tmp: Path, port: int) -> list[Proc]:
         argv = [
@@ -281,6 +284,8 @@ def webgarden_server(key: str, app: str, cwd: Path, workers: int, **kw: Any) -> 
             str(tmp / "events.jsonl"),
             "--control",
             str(tmp / "control.sock"),
+            "--spawn-method",
+            SPAWN_METHOD,
         ]
         env = python_env(extra_path=None)
         return [Proc("webgarden", argv, ("tcp", (HOST, port)), cwd=cwd, env=env)]
@@ -760,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
         "--recycles", type=int, default=10, help="recycles timed for spawn to ready (default: 10)"
     )
     parser.add_argument("--part", choices=("spawn", "throughput", "all"), default="all")
+    parser.add_argument("--spawn-method", choices=("smart", "direct"), default="smart",
+                        help="how webgarden starts workers (its `run --spawn-method`)")
     parser.add_argument(
         "--output",
         type=Path,
@@ -769,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration < 1 or args.recycles < 1:
         parser.error("--rounds, --duration and --recycles must be at least 1")
+    global SPAWN_METHOD
+    SPAWN_METHOD = args.spawn_method
     if args.part != "spawn" and find_tool("wrk") is None:
         print("process_model.py: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2

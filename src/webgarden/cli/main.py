@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         "once (default: 3 x --threads)",
     )
     run.add_argument(
+        "--spawn-method", choices=("smart", "direct"), default="smart",
+        help="smart: fork workers from a template process that has imported the app, ready "
+        "in milliseconds (the template is renewed on every recycle); direct: start each "
+        "worker as a new interpreter (default: smart)",
+    )
+    run.add_argument(
         "--queue-length", type=_positive, default=1000, metavar="N",
         help="requests the pool's queue holds while every worker is busy or restarting; "
         "beyond it, 503 Service Unavailable (IIS queueLength, default: 1000)",
@@ -281,6 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         prefetch=args.prefetch,
+        spawn_method=args.spawn_method,
         queue_length=args.queue_length,
         limits=Limits(
             connection_timeout=args.connection_timeout,

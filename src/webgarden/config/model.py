@@ -151,6 +151,7 @@ def single_app(
     shutdown_time_limit: float = 90.0,
     rapid_fail_max_crashes: int = 5,
     identity: str | None = None,
+    spawn_method: str = "smart",
 ) -> ServerConfig:
     """`webgarden run module:app`: one site, one application at "/", one pool.
 
@@ -177,6 +178,7 @@ def single_app(
         identity_type=identity_type,  # type: ignore[arg-type]
         user_name=user_name,
         start_mode="AlwaysRunning",
+        spawn_method=spawn_method,  # type: ignore[arg-type]
     )
     site = SiteConfig(
         name=DEFAULT_SITE,
