@@ -141,7 +141,7 @@ class AppPool:
         if self.config.spawn_method != "smart" or self.direct_reason is not None:
             return None
         current = self.template
-        if (current is None or current.exited or current.stale or current.retired
+        if (current is None or current.failed or current.stale or current.retired
                 or current.key != template_key(self)):
             if current is not None:
                 current.retire()

@@ -68,6 +68,7 @@ class Template:
         self.retired = False  # stop once `users` is 0
         self.stale = False
         self.exited = False
+        self.failed = False  # it never loaded, or is gone: no new worker waits for it
         self.loaded: asyncio.Future[spawn.Loaded] = self.loop.create_future()
         self._pending: collections.deque[asyncio.Future[spawn.FromTemplate]] = (
             collections.deque()
@@ -239,6 +240,7 @@ class Template:
         if self._load_timer is not None:
             self._load_timer.cancel()
             self._load_timer = None
+        self.failed = True
         if not self.loaded.done():
             self.loaded.set_exception(error)
             self.loaded.exception()  # retrieved: no "never retrieved" warning if unused
