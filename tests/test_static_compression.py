@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from types import SimpleNamespace
 
 import pytest
@@ -170,3 +171,11 @@ def test_a_compressed_variant_has_its_own_etag() -> None:
     assert variant_etag('"abc"', "gzip") == '"abc-gzip"'
     assert variant_etag('"abc"', "identity") == '"abc"'
     assert variant_etag('W/"abc"', "br") == 'W/"abc-br"'
+
+
+def test_a_packer_flushes_every_piece_so_a_stream_is_readable_as_it_goes() -> None:
+    packer = compression.Packer("gzip", 0)
+    reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for piece in (b"first piece\n", b"second piece\n" * 50, b"last\n"):
+        assert reader.decompress(packer.pack(piece)) == piece  # nothing held back
+    assert reader.decompress(packer.finish()) == b"" and reader.eof

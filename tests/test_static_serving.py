@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import raw_request
+from harness import Client, raw_request
 
 CONFIG = """<configuration>
   <system.applicationHost>
@@ -176,3 +176,18 @@ def test_dynamic_text_is_gzipped_by_the_worker_above_the_size_threshold(files) -
     assert b"Content-Encoding" not in head and body == expected
     head, body = get("/text?lines=10", "gzip")  # 420 bytes: under minFileSizeForComp
     assert b"Content-Encoding" not in head and len(body) == 420
+
+
+def test_a_streamed_dynamic_response_is_gzipped_piece_by_piece(files) -> None:
+    client = Client(files.port_)
+    expected = b"".join(f"part {i}\n".encode() for i in range(200))
+    client.send(b"GET /stream?n=200 HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n")
+    status, headers, body = client.read_response()
+    assert (status, headers["content-encoding"], headers["vary"]) == (200, "gzip",
+                                                                    "Accept-Encoding")
+    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    assert gzip.decompress(body) == expected
+    client.send(b"GET /stream?n=200 HTTP/1.1\r\nHost: a\r\n\r\n")  # same connection
+    status, headers, body = client.read_response()
+    assert "content-encoding" not in headers and body == expected
+    client.close()

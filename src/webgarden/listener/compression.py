@@ -40,6 +40,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,34 @@ def compress(data: bytes, coding: str, level: int) -> bytes:
         result: bytes = BROTLI.compress(data, quality=max(0, min(11, level)))
         return result
     raise ValueError(f"cannot compress with {coding!r}")
+
+
+class Packer:
+    """Incremental compression of a streamed body: each piece comes out flushed (a sync
+    flush), so a client sees every piece as soon as the application sends it."""
+
+    __slots__ = ("_brotli", "_zlib")
+
+    def __init__(self, coding: str, level: int) -> None:
+        self._zlib: Any = None
+        self._brotli: Any = None
+        if coding == "gzip":
+            self._zlib = zlib.compressobj(max(1, min(9, level)), zlib.DEFLATED,
+                                          16 + zlib.MAX_WBITS)
+        elif coding == "br" and BROTLI is not None:
+            self._brotli = BROTLI.Compressor(quality=max(0, min(11, level)))
+        else:
+            raise ValueError(f"cannot compress with {coding!r}")
+
+    def pack(self, piece: bytes) -> bytes:
+        if self._zlib is not None:
+            return bytes(self._zlib.compress(piece) + self._zlib.flush(zlib.Z_SYNC_FLUSH))
+        return bytes(self._brotli.process(piece)) + bytes(self._brotli.flush())
+
+    def finish(self) -> bytes:
+        if self._zlib is not None:
+            return bytes(self._zlib.flush())
+        return bytes(self._brotli.finish())
 
 
 def vary_accept_encoding(vary: str | None) -> str:

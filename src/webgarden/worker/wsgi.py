@@ -29,7 +29,7 @@ from typing import Any
 from webgarden import SERVER_NAME
 from webgarden.ipc import frames, messages
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
-from webgarden.listener.compression import CompressionRules, compress, negotiate
+from webgarden.listener.compression import CompressionRules, Packer, compress, negotiate
 from webgarden.worker.channel import Channel, Stream
 
 log = logging.getLogger("webgarden.worker")
@@ -161,11 +161,14 @@ class Response:
     """What the app has said so far about one response, and the sending of it."""
 
     __slots__ = ("channel", "content_length", "content_type", "encoded", "ended", "head",
-                 "head_sent", "sent", "stream")
+                 "head_sent", "host", "packer", "raw_left", "sent", "stream")
 
-    def __init__(self, channel: Channel, stream: Stream) -> None:
+    def __init__(self, channel: Channel, stream: Stream, host: WSGIHost | None = None) -> None:
         self.channel = channel
         self.stream = stream
+        self.host = host
+        self.packer: Packer | None = None  # compressing a streamed body
+        self.raw_left = -1  # with a packer: what the app's Content-Length still allows
         self.head: tuple[int, bytes] | None = None  # status code, serialized head
         self.content_length = -1
         self.content_type = ""
@@ -198,8 +201,14 @@ class Response:
         if not isinstance(data, bytes | bytearray):
             raise TypeError(f"write() takes bytes, not {type(data).__name__}")
         if not self.head_sent:
-            self.send_head(b"", end=False)
+            self.start_stream()
         self.send_body(bytes(data))
+
+    def start_stream(self) -> None:
+        """Send the head of a body that comes in pieces (compressed when the rules say)."""
+        if self.host is not None and self.host.compression is not None:
+            self.host.start_packing(self)
+        self.send_head(b"", end=False)
 
     def send_head(self, body: bytes, end: bool) -> None:
         if self.head is None:
@@ -219,6 +228,13 @@ class Response:
 
     def send_body(self, data: bytes) -> None:
         """Stream `data` within the send window, waiting for credit as needed."""
+        if self.packer is not None:
+            if self.raw_left >= 0:
+                data = data[: self.raw_left]
+                self.raw_left -= len(data)
+            data = self.packer.pack(data) if data else b""
+            if not data:
+                return
         if self.content_length >= 0:
             room = self.content_length - self.sent
             if len(data) > room:
@@ -239,6 +255,9 @@ class Response:
             view = view[n:]
 
     def end(self) -> None:
+        if self.packer is not None:
+            tail, self.packer = self.packer.finish(), None
+            self.send_body(tail)
         self.ended = True
         self.channel.send_frame(FrameType.RESPONSE_BODY, self.stream.id, b"", FLAG_END)
 
@@ -370,7 +389,7 @@ class WSGIHost:
         return env
 
     def handle(self, stream: Stream) -> None:
-        response = Response(self.channel, stream)
+        response = Response(self.channel, stream, self)
         result: Iterable[bytes] | None = None
         try:
             environ = self.environ(stream)
@@ -406,7 +425,10 @@ class WSGIHost:
             if not chunk:
                 continue
             if not response.head_sent:
-                response.send_head(b"", end=False)
+                if head_only:
+                    response.send_head(b"", end=False)
+                else:
+                    response.start_stream()
             if not head_only:
                 response.send_body(bytes(chunk))
         if not response.head_sent:
@@ -415,38 +437,59 @@ class WSGIHost:
             response.end()
 
     def _compress(self, response: Response, body: bytes) -> bytes:
-        """IIS's dynamic compression (urlCompression, httpCompression): a whole 200 of a
-        compressible type, at least minFileSizeForComp long, for a client that accepts it.
-        Done here, in the worker's thread (zlib releases the GIL), not in the listener."""
+        """IIS's dynamic compression (urlCompression, httpCompression) of a whole body: a
+        200 of a compressible type, at least minFileSizeForComp long, for a client that
+        accepts it. Done here, in the worker's thread (zlib releases the GIL), not in the
+        listener."""
+        if 0 <= response.content_length != len(body):
+            return body
+        coding = self._coding(response, len(body))
+        if coding is None:
+            return body
+        assert self.compression is not None
+        packed = compress(body, coding, self.compression.level(coding, static=False))
+        if response.content_length >= 0:
+            response.content_length = len(packed)
+        return packed
+
+    def start_packing(self, response: Response) -> None:
+        """A body that comes in pieces is compressed piece by piece, each flushed, under the
+        same rules; its length, when the app gave one, applies to the uncompressed bytes
+        and must reach minFileSizeForComp; without one, it is not checked."""
+        length = response.content_length
+        coding = self._coding(response, length if length >= 0 else None)
+        if coding is None:
+            return
+        assert self.compression is not None
+        response.packer = Packer(coding, self.compression.level(coding, static=False))
+        response.raw_left, response.content_length = length, -1
+
+    def _coding(self, response: Response, size: int | None) -> str | None:
+        """The coding to compress this response with, or None."""
         rules = self.compression
         assert rules is not None and response.head is not None
         code, serialized = response.head
-        if code != 200 or response.encoded or len(body) < rules.min_size or (
-            0 <= response.content_length != len(body)
-        ):
-            return body
+        if code != 200 or response.encoded or (size is not None and size < rules.min_size):
+            return None
         head = response.stream.head
         if rules.no_http10 and head.version == "HTTP/1.0":
-            return body
+            return None
         accept = None
         for name, value in head.headers:
             lower = name.lower()
             if lower == b"accept-encoding":
                 accept = value.decode("latin-1")
             elif (lower == b"via" and rules.no_proxies) or (lower == b"range" and rules.no_range):
-                return body
+                return None
         coding = negotiate(accept, rules.dynamic_codings)
         if coding == "identity" or not rules.compressible(
-            static=False, status=200, content_type=response.content_type, size=len(body),
-            response_headers={},
+            static=False, status=200, content_type=response.content_type,
+            size=rules.min_size if size is None else size, response_headers={},
         ):
-            return body
-        packed = compress(body, coding, rules.level(coding, static=False))
+            return None
         extra = f"Content-Encoding: {coding}\r\nVary: Accept-Encoding\r\n".encode()
         response.head = (code, serialized + extra)
-        if response.content_length >= 0:
-            response.content_length = len(packed)
-        return packed
+        return coding
 
     def _send_file(self, response: Response, wrapper: FileWrapper) -> bool:
         """Hand a real file to the listener. False: not a plain file, iterate it instead."""
