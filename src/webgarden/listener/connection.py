@@ -17,17 +17,23 @@ Theory of operation:
   connection idles between requests. Expiry closes the connection.
 * Back-pressure: reading stops while the active exchange holds `BODY_BUFFER_LIMIT` bytes of
   body the worker has no credit for, or while `MAX_PIPELINE` requests wait.
+* Logging: every response is logged once, when it ends, by the listener's `AccessLogs`
+  (access.py): `exchange_done` for every exchange, the fast path for its cache hits,
+  `_send_error` for a request that could not be parsed, and `connection_lost` for the
+  requests a closed connection leaves unanswered. Bytes written are counted here
+  (`sent`); a response's sc-bytes is what was written since the previous one ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from webgarden.listener import errors
+from webgarden.listener import access, errors
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.sendfile import FileSender
 from webgarden.listener.urls import InvalidURL, split_target
@@ -75,6 +81,13 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.deadline = 0.0
         self.file_sender: FileSender | None = None
+        self.sent = 0  # response bytes written (access.py: sc-bytes)
+        self.logged = 0  # `sent` when the last response was logged
+        self.log_addresses: tuple[bytes, bytes, bytes] | None = None  # access.py's, cached
+        self.log_last: tuple[Any, ...] | None = None  # access.py's: the last line's head
+        self.local_close = False  # the server closed the connection, not the client
+        self.failed_request = (b"", b"", b"")  # version, method, target of a bad request
+        self.began = 0.0  # monotonic time of the current request's first byte
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -93,8 +106,12 @@ class HttpConnection(asyncio.Protocol):
         if self.file_sender is not None:
             self.file_sender.cancel()
             self.file_sender = None
+        logs = self.listener.logs
+        win32 = access.SERVER_ABORTED if self.local_close else access.CLIENT_GONE
         for ex in self.pipeline:
-            ex.client_gone()
+            if not ex.done and not ex.abandoned:
+                ex.client_gone()
+                logs.exchange(self, ex, win32)
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -142,11 +159,14 @@ class HttpConnection(asyncio.Protocol):
         self.has_body = False
         self.plain = True  # no header that could change a cached answer (fast path)
         self.accept_encoding = b""
+        self.user_agent = b""
+        self.referer = b""
         self.head_bytes = 0
         self.raw_head = 0
 
     def on_message_begin(self) -> None:
         self._new_head()
+        self.began = monotonic()  # the log's time-taken runs from the request's first byte
         self.in_head = True
         self.deadline = self.listener.now + self.listener.header_wait
 
@@ -175,6 +195,10 @@ class HttpConnection(asyncio.Protocol):
             self.expect = True
         elif lower == b"accept-encoding":
             self.accept_encoding = value
+        elif lower == b"user-agent":  # the two headers IIS logs by default
+            self.user_agent = value
+        elif lower == b"referer":
+            self.referer = value
         if lower in _NOT_PLAIN:
             self.plain = False
         self.headers.append((name, value))
@@ -194,18 +218,26 @@ class HttpConnection(asyncio.Protocol):
             entry = listener.local.fast_hit(fast_key, listener.now)
             if entry is not None:
                 # A response-cache hit seen before: answered here, no exchange needed.
-                self.transport.write(b"".join((entry.head, listener.date_line, entry.tail)))
+                data = b"".join((entry.head, listener.date_line, entry.tail))
+                self.transport.write(data)
                 self.fast_answered = True
+                listener.logs.hit(self, entry, len(data))
                 return
+        method = parser.get_method()
         ex = Exchange(
             self,
-            parser.get_method().decode("ascii"),
+            method.decode("ascii"),
             self.url,
             "HTTP/" + version,
             self.headers,
             parser.should_keep_alive() and not parser.should_upgrade(),
             self.expect and version == "1.1",
             not self.has_body,
+            self.began,
+            # The head's bytes: method SP target SP HTTP/x.y CRLF, the fields, CRLF.
+            len(method) + len(self.url) + self.head_bytes + 14,
+            self.user_agent,
+            self.referer,
         )
         ex.fast_key = fast_key
         self.parsing = ex
@@ -266,12 +298,13 @@ class HttpConnection(asyncio.Protocol):
         page = pool.submit(ex)
         if page is not None:
             if pool.reset_when_offline and page is pool.offline:
-                self.listener.httperr(self, page)
+                self.listener.httperr(self, page, ex=ex)
                 self.abort()  # loadBalancerCapabilities TcpLevel: a reset, not a page
             else:
                 ex.fail(page)
 
     def exchange_done(self, ex: Exchange) -> None:
+        self.listener.logs.exchange(self, ex)
         pipeline = self.pipeline
         if pipeline and pipeline[0] is ex:
             pipeline.popleft()
@@ -299,19 +332,34 @@ class HttpConnection(asyncio.Protocol):
 
     def _parse_failed(self, page: errors.ErrorPage) -> None:
         self.error_page = page
+        if self.in_head:
+            self.failed_request = self._request_line()
         self.in_head = False
         self.pause_reading()
         broken = self.parsing
         self.parsing = None
         if broken is not None:
+            self.failed_request = (broken.version.encode(), broken.method.encode(),
+                                   broken.target)
             if broken in self.pipeline:
                 self.pipeline.remove(broken)
-            if broken.started:
+            if broken.started:  # its body broke while its answer was going out
+                broken.client_gone()
+                self.listener.logs.exchange(self, broken, access.SERVER_ABORTED)
+                self.listener.httperr(self, page)
                 self.abort()
                 return
             broken.client_gone()
         if not self.pipeline:
             self._send_error()
+
+    def _request_line(self) -> tuple[bytes, bytes, bytes]:
+        """Version, method and target of the head being parsed, as far as they came."""
+        if not self.url:
+            return b"", b"", b""  # the method is known once the target is
+        version = self.parser.get_http_version()
+        return (b"" if version == "0.0" else b"HTTP/" + version.encode(),
+                self.parser.get_method(), self.url)
 
     def _send_error(self) -> None:
         page = self.error_page or errors.BAD_REQUEST
@@ -328,10 +376,12 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self.closed:
             self.transport.write(data)
+            self.sent += len(data)
 
     def writelines(self, data: tuple[bytes, ...]) -> None:
         if not self.closed:
             self.transport.writelines(data)
+            self.sent += sum(map(len, data))
 
     def start_file(self, sender: FileSender) -> None:
         self.file_sender = sender
@@ -352,10 +402,13 @@ class HttpConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
+            self.local_close = True
             self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self, client_gone: bool = False) -> None:
+        """Reset the connection (`client_gone`: because the client's side failed)."""
         if not self.closed and self.transport is not None:
+            self.local_close = not client_gone
             self.transport.abort()
 
     # -- timers and shutdown (called by the listener) ---------------------------------

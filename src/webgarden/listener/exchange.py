@@ -46,6 +46,7 @@ class Exchange:
     __slots__ = (
         "abandoned",
         "app",
+        "began",
         "body",
         "body_done",
         "body_size",
@@ -56,6 +57,7 @@ class Exchange:
         "credit",
         "done",
         "end_sent",
+        "error",
         "expect_continue",
         "fast_key",
         "head_only",
@@ -67,6 +69,8 @@ class Exchange:
         "path",
         "pool",
         "query",
+        "received",
+        "referer",
         "remaining",
         "retried",
         "route",
@@ -76,9 +80,12 @@ class Exchange:
         "since",
         "started",
         "status",
+        "substatus",
         "target",
         "url_path",
+        "user_agent",
         "version",
+        "win32",
     )
 
     def __init__(
@@ -91,9 +98,17 @@ class Exchange:
         keep_alive: bool,
         expect_continue: bool,
         body_done: bool,
+        began: float = 0.0,
+        received: int = 0,
+        user_agent: bytes = b"",
+        referer: bytes = b"",
     ) -> None:
         self.conn = conn
         self.since = conn.listener.now  # coarse (the listener's clock ticks each second)
+        self.began = began  # monotonic, at the request's first byte (the log's time-taken)
+        self.received = received  # request bytes: the head, then the body as it comes
+        self.user_agent = user_agent  # for the log
+        self.referer = referer
         self.method = method
         self.target = target
         self.version = version
@@ -127,6 +142,9 @@ class Exchange:
         self.close_after = False
         self.remaining = 0
         self.status = 0
+        self.substatus = 0  # the log's sc-substatus (request filtering's 404.x)
+        self.win32 = 0  # the log's sc-win32-status
+        self.error: errors.ErrorPage | None = None  # an HTTP.sys error page (HTTPERR)
 
     # -- request side -----------------------------------------------------------------
 
@@ -165,7 +183,9 @@ class Exchange:
 
     def add_body(self, chunk: bytes) -> None:
         self.body.append(chunk)
-        self.body_size += len(chunk)
+        n = len(chunk)
+        self.body_size += n
+        self.received += n
         if self.link is not None:
             self.pump_body()
         if self.body_size > BODY_BUFFER_LIMIT:
@@ -312,13 +332,14 @@ class Exchange:
         if ok:
             self.finish()
         else:
-            self.conn.abort()
+            self.conn.abort(client_gone=True)  # the socket refused the rest (or closed)
 
     def on_worker_abort(self) -> None:
         """The worker gave up on this stream (app error mid-body, or a bad head)."""
         if self.abandoned or self.done:
             return
         if self.started:
+            self.conn.listener.logs.httperr(self.conn, self.status, errors.BAD_GATEWAY.reason, self)
             self.conn.abort()
         else:
             self.fail(errors.BAD_GATEWAY)
@@ -350,11 +371,15 @@ class Exchange:
             self.close_after = True  # the worker ended short of its Content-Length
         self.conn.exchange_done(self)
 
-    def fail(self, page: errors.ErrorPage) -> None:
-        """Answer with a listener-made error page and close the connection after it."""
+    def fail(self, page: errors.ErrorPage, httperr: bool = True) -> None:
+        """Answer with a listener-made error page and close the connection after it.
+        `httperr`: HTTP.sys's own error, logged in HTTPERR too (False: the site's answer,
+        such as a static file's 404, which only the site's log has)."""
         if self.done or self.abandoned:
             return
         self.status = page.status
+        if httperr:
+            self.error = page
         self.conn.write(errors.render(page, self.conn.date_line, self.head_only))
         self.started = True
         self.close_after = True

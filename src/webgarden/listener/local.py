@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from webgarden import SERVER_NAME as _SERVER
 from webgarden.config.model import ServerConfig
-from webgarden.listener import cache, compression, conditional, errors, static
+from webgarden.listener import access, cache, compression, conditional, errors, static
 from webgarden.listener.sendfile import FileSender
 
 if TYPE_CHECKING:
@@ -85,7 +85,10 @@ class LocalResponder:
         if found is None:
             return False
         if isinstance(found, static.Refusal):
-            ex.fail(_PAGES.get(found.status, errors.NOT_FOUND))
+            ex.substatus = found.substatus
+            if found is static.NOT_FOUND:
+                ex.win32 = access.FILE_NOT_FOUND  # as IIS logs a missing file: 404 0 2
+            ex.fail(_PAGES.get(found.status, errors.NOT_FOUND), httperr=False)
         elif isinstance(found, static.Redirect):
             location = found.location + ("?" + ex.query.decode("latin-1") if ex.query else "")
             self._send(ex, found.status, "Moved Permanently", [("Location", location)], b"")
@@ -148,7 +151,8 @@ class LocalResponder:
         try:
             fd = static.open_file(target)
         except OSError:
-            ex.fail(errors.NOT_FOUND)
+            ex.win32 = access.FILE_NOT_FOUND
+            ex.fail(errors.NOT_FOUND, httperr=False)
             return
         first, count = 0, target.size
         status, reason = 200, "OK"

@@ -73,6 +73,7 @@ class FileSender:
                 return
             self.offset += sent
             self.remaining -= sent
+            self.conn.sent += sent
         self._end(True)
 
     def cancel(self) -> None:

@@ -1,9 +1,9 @@
 """The listener (IIS: HTTP.sys): owns the ports, the connections and the pool queues.
 
 It runs no application code. Once a second `tick` refreshes the coarse clock and the
-`Date` header, and closes connections whose timer ran out (one sweep instead of a timer
-per request). HTTPERR-style lines for errors the listener answers itself go to the event
-log with their HTTP.sys reason.
+`Date` header, closes connections whose timer ran out (one sweep instead of a timer
+per request), and writes the buffered log lines. The site logs (W3C) and the HTTPERR log
+are `access.AccessLogs`; an HTTPERR line is also an `httperr` event in the event log.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any
 
 from webgarden.config.model import ServerConfig
 from webgarden.listener import errors
+from webgarden.listener.access import AccessLogs
 from webgarden.listener.connection import HttpConnection
+from webgarden.listener.exchange import Exchange
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
@@ -54,6 +56,7 @@ class Listener:
         self.local = LocalResponder(config)
         self.pools = pools
         self.events = events
+        self.logs = AccessLogs(config, events)
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout
         self.connections: set[HttpConnection] = set()
@@ -107,6 +110,7 @@ class Listener:
         self.config = config
         self.router = Router(config)
         self.local = LocalResponder(config)  # new rules, and an empty cache
+        self.logs.reconfigure(config)
         self.pools = pools
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout
@@ -129,17 +133,17 @@ class Listener:
             if reason is not None:
                 self.httperr(conn, None, reason)
                 conn.close()
+        self.logs.tick()
         self._ticker = self.loop.call_later(1.0, self._tick)
 
     def httperr(
-        self, conn: HttpConnection, page: errors.ErrorPage | None, reason: str | None = None
+        self, conn: HttpConnection, page: errors.ErrorPage | None, reason: str | None = None,
+        ex: Exchange | None = None,
     ) -> None:
-        self.events.emit(
-            "httperr",
-            client=f"{conn.client[0]}:{conn.client[1]}",
-            status=page.status if page else None,
-            reason=reason or (page.reason if page else "-"),
-        )
+        """An error HTTP.sys logs (a page it sent, or `reason`): to HTTPERR and the event
+        log. `ex`: the request it ended, when it is known."""
+        self.logs.httperr(conn, page.status if page else 0,
+                          reason or (page.reason if page else "-"), ex)
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
@@ -176,6 +180,7 @@ class Listener:
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        self.logs.close()
 
     def stats(self) -> dict[str, Any]:
         return {
