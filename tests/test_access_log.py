@@ -224,6 +224,21 @@ def test_each_kind_of_response_is_logged_once_with_its_status_and_bytes(logged: 
     assert len(logged.entries()) == len(answers)  # nothing else, nothing twice
 
 
+def test_a_request_repeated_on_one_connection_logs_each_ones_own_bytes(logged: Logged) -> None:
+    client = KeepAlive(logged.port)
+    sent = []
+    for path in ("/hello", "/hello.txt"):  # a worker's answer, and a file (then cache hits)
+        for pad in range(6):  # the same request but for a header's length
+            request = get(path, "kind repeat", f"X-Pad: {'p' * pad}\r\n")
+            sent.append((path, request, client.exchange(request)))
+    client.close()
+    entries = logged.wait_entries(lambda e: e["cs(User-Agent)"] == "kind+repeat", len(sent))
+    assert len(entries) == len(sent)
+    for entry, (path, request, response) in zip(entries, sent, strict=True):
+        assert (entry["cs-uri-stem"], entry["sc-status"]) == (path, "200")
+        assert (int(entry["cs-bytes"]), int(entry["sc-bytes"])) == (len(request), len(response))
+
+
 def test_a_304_and_a_request_with_a_body_are_logged_with_their_bytes(logged: Logged) -> None:
     etag = httpx.get(f"{logged.base}/hello.txt").headers["etag"]
     conditional = get("/hello.txt", "kind 304", f"If-None-Match: {etag}\r\nConnection: close\r\n")

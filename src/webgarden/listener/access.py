@@ -347,40 +347,57 @@ class AccessLogs:
         if route is None:
             return  # it never reached a site: HTTPERR has it
         log = self.sites.get(route.site)
-        if log is not None:
-            self._entry(log, conn, ex.method, ex.target, ex.url_path, ex.version,
-                        ex.user_agent, ex.referer, ex.status, ex.substatus, win32 or ex.win32,
-                        sent, ex.received, ex.began, ex.headers)
-
-    def hit(self, conn: HttpConnection, entry: Entry, sent: int) -> None:
-        """A response-cache hit answered on the fast path (a plain GET, HTTP/1.1, 200)."""
-        log = self.sites.get(entry.key.site)
-        if log is not None:
-            url = conn.url
-            self._entry(log, conn, "GET", url, entry.key.path, "HTTP/1.1", conn.user_agent,
-                        conn.referer, 200, 0, 0, sent,
-                        len(url) + conn.head_bytes + 17,  # "GET " url " HTTP/1.1" CRLF CRLF
-                        conn.began, conn.headers)
-
-    def _entry(self, log: SiteLog, conn: HttpConnection, method: str, target: bytes,
-               path: str, version: str, agent: bytes, referer: bytes, status: int,
-               substatus: int, win32: int, sent: int, received: int, began: float,
-               headers: Sequence[tuple[bytes, bytes]]) -> None:
-        """One line of a site's log. Everything in a line but cs-bytes and time-taken is
-        the same as the connection's previous line when the request, the answer and the
-        second are (a client repeating a request on a keep-alive connection): then that
-        line's head is reused, and only the tail is formatted (`W3CFormat.finish`)."""
+        if log is None:
+            return
         now = monotonic()
         second = int(now + self._offset)
         if second != self._second:
             self._next_second(second)
-        taken = int((now - began) * 1000)
+        taken = int((now - ex.began) * 1000)
+        method, target, version, agent, referer = (ex.method, ex.target, ex.version,
+                                                   ex.user_agent, ex.referer)
+        status, substatus, win32 = ex.status, ex.substatus, win32 or ex.win32
         key = (log, second, method, target, version, agent, referer, status, substatus,
                win32, sent)
         last = conn.log_last
         if last is not None and last[0] == key:
-            log.file.add(log.format.finish(last[1], received, taken), second)
+            log.file.add(log.format.finish(last[1], ex.received, taken), second)
+        else:
+            self._write(log, conn, key, method, target, ex.url_path, version, agent, referer,
+                        status, substatus, win32, sent, ex.received, taken, ex.headers)
+
+    def hit(self, conn: HttpConnection, entry: Entry, sent: int) -> None:
+        """A response-cache hit answered on the fast path (a plain GET, HTTP/1.1, 200)."""
+        log = self.sites.get(entry.key.site)
+        if log is None:
             return
+        now = monotonic()
+        second = int(now + self._offset)
+        if second != self._second:
+            self._next_second(second)
+        url = conn.url
+        received = len(url) + conn.head_bytes + 17  # "GET " url " HTTP/1.1" CRLF ... CRLF
+        taken = int((now - conn.began) * 1000)
+        agent, referer = conn.user_agent, conn.referer
+        key = (log, second, url, agent, referer, entry)  # the entry fixes all the rest
+        last = conn.log_last
+        if last is not None and last[0] == key:
+            log.file.add(log.format.finish(last[1], received, taken), second)
+        else:
+            self._write(log, conn, key, "GET", url, entry.key.path, "HTTP/1.1", agent, referer,
+                        200, 0, 0, sent, received, taken, conn.headers)
+
+    def _write(self, log: SiteLog, conn: HttpConnection, key: tuple[Any, ...], method: str,
+               target: bytes, path: str, version: str, agent: bytes, referer: bytes,
+               status: int, substatus: int, win32: int, sent: int, received: int, taken: int,
+               headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """A line made from its parts (`path`: the canonical path, "" for the raw one).
+
+        Its head is kept on the connection under `key`, which holds everything the head is
+        made of but the connection's own addresses: the next line with the same key (a
+        client repeating a request on a keep-alive connection within the second) reuses
+        it, and only its cs-bytes and time-taken are formatted (`W3CFormat.finish`)."""
+        second = key[1]
         addresses = conn.log_addresses or _addresses(conn)
         found = _headers(headers, log) if log.headers else _NONE
         stem = path.encode("latin-1") if path else target.partition(b"?")[0]

@@ -133,7 +133,7 @@ class W3CFormat:
         self._head_template, self._head_pick = _compile(
             head, EOL if not tail else b" " if head else b"")
         self._tail = (BYTES_RECEIVED in tail) + 2 * (TIME_TAKEN in tail)
-        self._tail_template = _compile(tail, EOL)[0] if tail else b""
+        self._tail_template = b"%s" + _compile(tail, EOL)[0] if tail else b"%s"  # head first
 
     def header(self, software: str, started: float) -> bytes:
         """The directive block that opens a file started at `started` (epoch seconds)."""
@@ -153,11 +153,11 @@ class W3CFormat:
         """`head` completed with cs-bytes and time-taken: the same bytes as `line`."""
         kind = self._tail
         if kind == 3:
-            out = head + self._tail_template % (received, taken)
+            out: bytes = self._tail_template % (head, received, taken)
         elif kind == 2:
-            out = head + self._tail_template % taken
+            out = self._tail_template % (head, taken)
         elif kind == 1:
-            out = head + self._tail_template % received
+            out = self._tail_template % (head, received)
         else:
             out = head
         return out if len(out) <= self.max_line else self._cut(out)
