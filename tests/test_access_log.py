@@ -333,6 +333,13 @@ def test_a_response_the_app_breaks_off_is_logged_as_cut_by_the_server(logged: Lo
                         "Connection_Abandoned_By_AppPool", "P"]
 
 
+def test_lines_still_buffered_at_shutdown_are_written(logged: Logged) -> None:
+    response = raw_request(logged.port, get("/hello", "kind last", "Connection: close\r\n"))
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert logged.server.stop() == 0
+    assert [e["cs(User-Agent)"] for e in logged.entries()] == ["kind+last"]
+
+
 def test_log_ext_file_flags_choose_the_fields(start_server, tmp_path: Path, root: Path) -> None:
     site = Logged(start_server, tmp_path, root,
                   'logExtFileFlags="TimeTaken, Host, Date, HttpStatus, UriStem, Cookie"')
