@@ -400,7 +400,7 @@ def test_an_unimplemented_log_format_is_said_at_start(start_server, tmp_path: Pa
 
 def test_a_size_rolled_file_moves_on_to_the_next_number_with_a_new_header(
         tmp_path: Path) -> None:
-    from webgarden.listener.access import RollingFile
+    from webgarden.listener.logfiles import RollingFile
 
     errors: list[str] = []
     (tmp_path / "httperr4.log").write_bytes(b"x" * 150)  # from an earlier run, full already
@@ -419,7 +419,7 @@ def test_a_size_rolled_file_moves_on_to_the_next_number_with_a_new_header(
 
 def test_a_period_rolled_file_keeps_each_line_in_the_file_of_its_time(tmp_path: Path) -> None:
     from webgarden.listener import w3c
-    from webgarden.listener.access import RollingFile
+    from webgarden.listener.logfiles import RollingFile
 
     def name(second: int) -> str:
         return w3c.file_name("Hourly", time.gmtime(second))

@@ -21,13 +21,10 @@ What goes where:
   left before the answer (`Client_Reset` while queued, `Connection_Dropped` once
   dispatched). Each HTTPERR line is also an `httperr` event in the event log.
 
-Files (`RollingFile`): a file is opened at its first flush, in append mode (IIS creates it
-when the first request arrives), and gets a header block each time this process starts
-writing to it. Lines are buffered and written with one write(2): when
-`flushByEntryCountW3CLog` lines are waiting (0: when 64 KB are), at every listener tick
-(once a second), and at shutdown. A file that cannot be written costs its buffered lines,
-one `log.unwritable` event (and `log.writable` once it works again), and nothing else:
-the server keeps serving.
+Files are `logfiles.RollingFile`s: buffered, written when `flushByEntryCountW3CLog` lines
+are waiting (0: when 64 KB are), at every listener tick (once a second), and at shutdown.
+A file that cannot be written costs its buffered lines, one `log.unwritable` event (and
+`log.writable` once it works again), and nothing else: the server keeps serving.
 
 Fields filled the listener's way: `time-taken` runs from the request's first byte to the
 moment the last byte is handed to the socket's transport (for a file, the last sendfile);
@@ -38,7 +35,6 @@ authenticate); `s-computername` is the host name.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -49,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from webgarden import SERVER_NAME
 from webgarden.config.model import LogFileConfig, ServerConfig, SiteConfig
 from webgarden.listener import w3c
+from webgarden.listener.logfiles import RollingFile
 from webgarden.listener.w3c import DASH, PLUS, escape
 
 if TYPE_CHECKING:
@@ -57,123 +54,10 @@ if TYPE_CHECKING:
     from webgarden.listener.exchange import Exchange
     from webgarden.manager.events import EventLog
 
-#: flushByEntryCountW3CLog 0: the buffer is written when it holds this much (IIS: 64 KB).
-FLUSH_BYTES = 64 * 1024
-DIRECTORY_MODE = 0o750
-FILE_MODE = 0o640
 #: sc-win32-status for a response cut short by the client, and by the server.
 CLIENT_GONE = 64
 SERVER_ABORTED = 1236
 FILE_NOT_FOUND = 2
-
-
-class RollingFile:
-    """Lines into the current file of one directory. The file's name comes from `name`
-    (a clock reading in, a name out: it changes when the period rolls over), or, with
-    `sequence_prefix`, is `<prefix><N>.log`, N moving on once the file holds
-    `truncate_size` bytes."""
-
-    def __init__(self, directory: str, header: Callable[[float], bytes], *,
-                 name: Callable[[int], str] | None = None, sequence_prefix: str = "",
-                 truncate_size: int = 0, flush_entries: int = 0,
-                 on_error: Callable[[str, OSError | None], None]) -> None:
-        self.directory = directory
-        self._header = header
-        self._name = name
-        self._prefix = sequence_prefix
-        self._truncate = truncate_size
-        self._flush_entries = flush_entries or 1 << 62
-        self._on_error = on_error
-        self._lines: list[bytes] = []
-        self._buffered = 0
-        self._flush_bytes = FLUSH_BYTES  # 0 once closed: every line is written at once
-        self._second = -1
-        self._sequence = 0  # MaxSize: 0 until the directory was looked at
-        self.current = ""  # the file's name
-        self._fd = -1
-        self.failing = False
-        self.closed = False
-
-    def add(self, line: bytes, second: int) -> None:
-        if second != self._second:
-            self._new_second(second)
-        lines = self._lines
-        lines.append(line)
-        self._buffered += len(line)
-        if self._buffered >= self._flush_bytes or len(lines) >= self._flush_entries:
-            self.flush()
-
-    def _new_second(self, second: int) -> None:
-        if self._name is not None:
-            name = self._name(second)
-            if name != self.current:
-                self.flush()  # what is buffered belongs to the old file (and its #Date)
-                self._close_fd()
-                self.current = name
-        self._second = second
-
-    def flush(self) -> None:
-        if not self._lines:
-            return
-        data = b"".join(self._lines)
-        self._lines.clear()
-        self._buffered = 0
-        try:
-            if self._fd < 0:
-                self._open()
-            _write_all(self._fd, data)
-            if self._truncate and os.fstat(self._fd).st_size >= self._truncate:
-                self._close_fd()
-                self._sequence += 1
-                self.current = ""
-        except OSError as exc:
-            self._close_fd()
-            if not self.failing:
-                self.failing = True
-                self._on_error(os.path.join(self.directory, self.current or ""), exc)
-            return
-        if self.failing:
-            self.failing = False
-            self._on_error(os.path.join(self.directory, self.current), None)
-        if self.closed:
-            self._close_fd()
-
-    def _open(self) -> None:
-        os.makedirs(self.directory, DIRECTORY_MODE, exist_ok=True)
-        if self._name is None:
-            if not self._sequence:
-                names = os.listdir(self.directory)
-                self._sequence = max(w3c.latest_sequence(names, self._prefix), 1)
-            self.current = f"{self._prefix}{self._sequence}.log"
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        while True:
-            fd = os.open(os.path.join(self.directory, self.current), flags, FILE_MODE)
-            if self._name is not None or os.fstat(fd).st_size < self._truncate:
-                break
-            os.close(fd)  # full already: the next one
-            self._sequence += 1
-            self.current = f"{self._prefix}{self._sequence}.log"
-        self._fd = fd
-        _write_all(fd, self._header(self._second))
-
-    def _close_fd(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def close(self) -> None:
-        """Write what is buffered and close; a line added later is written at once."""
-        self.closed = True
-        self._flush_bytes = 0
-        self.flush()
-        self._close_fd()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class SiteLog:
