@@ -63,6 +63,8 @@ class WorkerLink(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if self._out:  # sent before the connection was made
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -129,9 +131,11 @@ class WorkerLink(asyncio.Protocol):
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        out = self._out
-        if self.transport is not None and not self.closed and out:
-            self.transport.writelines(out)
+        out, transport = self._out, self.transport
+        if transport is None and not self.closed:
+            return  # connection_made sends it
+        if transport is not None and not self.closed and out:
+            transport.writelines(out)
         self._out = []
 
     def send_control(self, ftype: int, payload: bytes = b"") -> None:

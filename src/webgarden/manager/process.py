@@ -129,15 +129,15 @@ class WorkerProcess:
         self._timers.append(
             self.loop.call_later(pool.config.startup_time_limit, self._startup_expired)
         )
-        _, self.link = await self.loop.create_unix_connection(
-            lambda: WorkerLink(
-                self._on_control,
-                lambda link, lost: pool.on_link_lost(self, lost),
-                lambda link: pool.on_link_free(self),
-            ),
-            sock=parent,
+        # The link exists before the connection does: a forked worker can say READY within
+        # a millisecond, and its READY may be read before create_unix_connection returns.
+        link = self.link = WorkerLink(
+            self._on_control,
+            lambda link, lost: pool.on_link_lost(self, lost),
+            lambda link: pool.on_link_free(self),
         )
-        self.link.apps = {app: index for index, app in enumerate(apps)}
+        link.apps = {app: index for index, app in enumerate(apps)}
+        await self.loop.create_unix_connection(lambda: link, sock=parent)
 
     def drained_while_spawning(self) -> bool:
         """Retired while it waited for its template: it is killed as soon as it exists."""
