@@ -6,8 +6,10 @@ and gunicorn, measured with `wrk -t1 -c100 -d{duration}s`.
 Servers (each started fresh for its slot, in its own temp dir, on a free 127.0.0.1 port;
 readiness = a successful connect plus one GET answering "Hello, World!"):
 
-  webgarden      webgarden run wsgi_hello:app, 1 worker, default threads
-  nginx-uvicorn  nginx (1 worker process, access_log off) -> Unix socket with upstream
+  webgarden      webgarden run wsgi_hello:app, 1 worker, default threads; its W3C access
+                 log (default fields, 64 KB buffer, flushed every second) in the temp dir
+  nginx-uvicorn  nginx (1 worker process, access_log combined buffer=64k flush=1s, as
+                 webgarden's) -> Unix socket with upstream
                  keepalive -> uvicorn (1 worker, --http httptools --loop uvloop)
   granian        granian --interface wsgi --workers 1
   gunicorn       gunicorn gthread, 2 workers x 4 threads
@@ -93,6 +95,8 @@ def build_webgarden(server: Server, tmp: Path, port: int) -> list[Proc]:
         "1",
         "--event-log",
         str(tmp / "events.jsonl"),
+        "--log-dir",
+        str(tmp / "logs"),
     ]
     return [Proc("webgarden", argv, ("tcp", (HOST, port)), cwd=APPS_DIR, env=python_env())]
 
@@ -169,6 +173,7 @@ def build_nginx_uvicorn(server: Server, tmp: Path, port: int) -> list[Proc]:
 
     server {{
         listen {HOST}:{port};
+        access_log {tmp}/access.log combined buffer=64k flush=1s;
         location / {{
             proxy_pass http://uvicorn;
             proxy_http_version 1.1;
@@ -247,7 +252,8 @@ def servers() -> list[Server]:
                 module("uvloop"),
                 module("httptools"),
             ],
-            description="nginx 1 worker_process, access_log off, upstream keepalive over a "
+            description="nginx 1 worker_process, access_log buffer=64k flush=1s, upstream "
+            "keepalive over a "
             "Unix socket -> uvicorn 1 worker --http httptools --loop uvloop, ASGI",
             **common,
         ),

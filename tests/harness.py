@@ -31,7 +31,10 @@ class ServerProcess:
         self.event_log.touch()
         self.stderr_path = tmp / f"stderr-{time.monotonic_ns()}.log"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
-        full_env = {**os.environ, "PYTHONPATH": str(APPS), "PYTHONUNBUFFERED": "1", **(env or {})}
+        # SystemDrive: IIS's default log directory (%SystemDrive%\inetpub\logs\LogFiles)
+        # lands in the test's own directory, not in /var/log/webgarden.
+        full_env = {**os.environ, "PYTHONPATH": str(APPS), "PYTHONUNBUFFERED": "1",
+                    "SystemDrive": str(tmp), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "webgarden", *args, "--event-log", str(self.event_log)],
             cwd=str(cwd or APPS),

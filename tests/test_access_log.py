@@ -434,3 +434,13 @@ def test_a_period_rolled_file_keeps_each_line_in_the_file_of_its_time(tmp_path: 
     assert before != after
     assert (tmp_path / before).read_bytes() == b"#H %d\r\nbefore\r\n" % eleven
     assert (tmp_path / after).read_bytes() == b"#H %d\r\nafter\r\n" % (eleven + 1)
+
+
+def test_run_log_dir_puts_the_logs_where_the_user_says(start_server, tmp_path: Path) -> None:
+    logs = tmp_path / "my-logs"
+    server = start_server("testapp:application", "--log-dir", str(logs))
+    assert httpx.get(server.url + "/hello?via=run").status_code == 200
+    site_log = logs / "W3SVC1" / f"u_ex{datetime.now(UTC):%y%m%d}.log"
+    text = wait_for(lambda: site_log.read_text() if site_log.exists() else "",
+                    lambda t: "/hello via=run" in t, site_log)
+    assert " GET /hello via=run " in text

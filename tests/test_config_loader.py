@@ -329,5 +329,6 @@ def test_only_webgarden_s_python_attributes_are_marked_as_extensions() -> None:
     pools = "configuration/system.applicationHost/applicationPools/add"
     app = "configuration/system.applicationHost/sites/site/application"
     assert extensions == {f"{pools}/@threads", f"{pools}/@prefetch", f"{pools}/@pythonPath",
+                          f"{pools}/@spawnMethod",
                           f"{pools}/@executionTimeout",
                           f"{app}/@app", f"{app}/@interface"}

@@ -7,6 +7,7 @@ arguments, an application that cannot load, a port in use).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests a worker may hold beyond its running threads, so that listener and "
         "worker batch their messages; 0 sends a worker only what its threads can start at "
         "once (default: 3 x --threads)",
+    )
+    run.add_argument(
+        "--log-dir", default=None, metavar="DIR",
+        help="where the W3C access log (DIR/W3SVC1/u_exYYMMDD.log) and the HTTPERR log go "
+        "(default: /var/log/webgarden as root, else ~/.local/state/webgarden/logs)",
     )
     run.add_argument(
         "--spawn-method", choices=("smart", "direct"), default="smart",
@@ -288,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         prefetch=args.prefetch,
         spawn_method=args.spawn_method,
+        log_directory=None if args.log_dir is None else os.path.abspath(args.log_dir),
         queue_length=args.queue_length,
         limits=Limits(
             connection_timeout=args.connection_timeout,

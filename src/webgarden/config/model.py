@@ -15,6 +15,7 @@ objects; nothing reads the command line or the XML file directly.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -152,6 +153,7 @@ def single_app(
     rapid_fail_max_crashes: int = 5,
     identity: str | None = None,
     spawn_method: str = "smart",
+    log_directory: str | None = None,
 ) -> ServerConfig:
     """`webgarden run module:app`: one site, one application at "/", one pool.
 
@@ -186,6 +188,9 @@ def single_app(
         bindings=(Binding(address=host, port=port),),
         applications=(ApplicationConfig(path="/", pool=pool.name, app=app),),
     )
+    if log_directory is not None:
+        site = dataclasses.replace(
+            site, log_file=dataclasses.replace(site.log_file, directory=log_directory))
     return ServerConfig(
         sites=(site,), pools=(pool,), limits=limits or Limits(), event_log=event_log
     )

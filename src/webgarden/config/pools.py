@@ -4,8 +4,8 @@ Every attribute IIS 10 defines is read and kept, with IIS's default and range, e
 webgarden does not act on it yet (Windows-only ones such as `managedRuntimeVersion` or
 `smpProcessorAffinityMask` are kept so an IIS file loads unchanged). `<processModel>`'s
 attributes are fields of PoolConfig itself; `<recycling>`, `<failure>` and `<cpu>` are
-nested objects. webgarden's own attributes (`threads`, `prefetch`, `pythonPath`) are marked
-`extension=True`.
+nested objects. webgarden's own attributes (`threads`, `prefetch`, `pythonPath`,
+`spawnMethod`, `executionTimeout`) are marked `extension=True`.
 """
 
 # setting(), child() and collection() return dataclasses.field(), as field() itself does:
