@@ -152,11 +152,6 @@ def test_the_least_recently_used_file_is_evicted_at_max_cache_size(site: Site) -
     assert json.loads(shown.stdout) == site.stats()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "listener/local.py LocalResponder.fast_hit calls cache.invalidate_file whenever "
-    "cache.touch fails, so an entry that was merely evicted is treated as a changed file "
-    "and the file's other, still valid, cached variants are dropped; it should invalidate "
-    "only when static.file_stamp differs"))
 def test_evicting_one_variant_of_a_file_keeps_its_other_variants(site: Site,
                                                                    shared_tmp: Path) -> None:
     text = (b"All work and no play makes a dull garden.\n" * 5000)[:200_000]

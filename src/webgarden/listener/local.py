@@ -60,11 +60,11 @@ class LocalResponder:
         if entry is None:
             return None
         file = entry.file
-        if (file is not None and static.file_stamp(file[0]) != file[1]) \
-                or not self.cache.touch(entry, now):
+        changed = file is not None and static.file_stamp(file[0]) != file[1]
+        if changed or not self.cache.touch(entry, now):  # changed, evicted or expired
             del self.fast[key]
-            if file is not None:
-                self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
+            if changed and file is not None:
+                self.cache.invalidate_file(file[0])  # never serve it stale
             return None
         return entry
 

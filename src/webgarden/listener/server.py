@@ -67,6 +67,7 @@ class Listener:
         self.date_line = b""
         self._all_closed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
+        self._next_scavenge = 0.0  # loop time of the next cache scavenge
         self.loop = asyncio.get_event_loop()
         self._tick()
 
@@ -134,6 +135,9 @@ class Listener:
                 self.httperr(conn, None, reason)
                 conn.close()
         self.logs.tick()
+        if self.now >= self._next_scavenge:  # HTTP.sys's scavenger: idle and expired entries
+            self.local.cache.scavenge(self.now)
+            self._next_scavenge = self.now + self.local.cache.settings.scavenger_period
         self._ticker = self.loop.call_later(1.0, self._tick)
 
     def httperr(
