@@ -588,7 +588,10 @@ def wrk_close_drop(measured_start: float, duration: int):
     WRK_CLOSE_GRACE before its end on. Any other drop is a problem."""
 
     def benign(event: dict[str, Any]) -> bool:
-        if event.get("event") != "request.dropped" or event.get("reason") != "Client_Reset":
+        if event.get("event") == "httperr":  # the same close, as HTTP.sys logs it
+            if event.get("reason") not in ("Connection_Dropped", "Client_Reset"):
+                return False
+        elif event.get("event") != "request.dropped" or event.get("reason") != "Client_Reset":
             return False
         at = event.get("time", 0.0)
         return (

@@ -444,3 +444,23 @@ def test_run_log_dir_puts_the_logs_where_the_user_says(start_server, tmp_path: P
     text = wait_for(lambda: site_log.read_text() if site_log.exists() else "",
                     lambda t: "/hello via=run" in t, site_log)
     assert " GET /hello via=run " in text
+
+
+def test_identical_requests_answered_without_the_parser_stay_right(
+        logged: Logged, root: Path) -> None:
+    """A cache hit's exact bytes, repeated on its connection, are answered without parsing
+    them again: still fresh after the file changes, and logged as themselves even when
+    another request came between."""
+    client = KeepAlive(logged.port)
+    file_hit, other = get("/hello.txt", "kind same"), get("/hello", "kind same")
+    bodies = [client.exchange(file_hit).partition(b"\r\n\r\n")[2] for _ in range(5)]
+    assert set(bodies) == {b"static hello\n"}
+    (root / "hello.txt").write_text("changed hello\n")
+    assert client.exchange(file_hit).endswith(b"\r\n\r\nchanged hello\n")
+    assert client.exchange(other).endswith(b"Hello, World!")
+    assert client.exchange(file_hit).endswith(b"\r\n\r\nchanged hello\n")
+    client.close()
+    entries = logged.wait_entries(lambda e: e["cs(User-Agent)"] == "kind+same", 8)
+    assert [e["cs-uri-stem"] for e in entries] == ["/hello.txt"] * 6 + ["/hello", "/hello.txt"]
+    assert {int(e["cs-bytes"]) for e in entries if e["cs-uri-stem"] == "/hello.txt"} == {
+        len(file_hit)}

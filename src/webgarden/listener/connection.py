@@ -58,6 +58,10 @@ class LimitExceeded(Exception):
         self.page = page
 
 
+#: Longest request remembered for answering its repeats without the parser, bytes.
+REPEAT_MAX = 2048
+
+
 class HttpConnection(asyncio.Protocol):
     def __init__(self, listener: Listener, port: int) -> None:
         self.listener = listener
@@ -88,6 +92,13 @@ class HttpConnection(asyncio.Protocol):
         self.local_close = False  # the server closed the connection, not the client
         self.failed_request = (b"", b"", b"")  # version, method, target of a bad request
         self.began = 0.0  # monotonic time of the current request's first byte
+        # A repeated request: the bytes of the last request answered on the fast path when
+        # they came alone in one read, and its fast-path key. The same bytes again parse to
+        # the same request, so they are answered without the parser (`data_received`).
+        self.chunk = b""  # the data being parsed
+        self.chunk_alone = False  # it began at a request boundary
+        self.repeat_raw: bytes | None = None
+        self.repeat_key: tuple[int, str, bytes, bytes, bytes] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -115,8 +126,22 @@ class HttpConnection(asyncio.Protocol):
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
+        if data == self.repeat_raw and not self.pipeline and not self.in_head:
+            listener = self.listener
+            entry = listener.local.fast_hit(self.repeat_key, listener.now)  # type: ignore[arg-type]
+            if entry is not None and not listener.draining and self.error_page is None:
+                self.began = monotonic()
+                out = b"".join((entry.head, listener.date_line, entry.tail))
+                self.transport.write(out)
+                listener.logs.hit(self, entry, len(out))
+                self.deadline = listener.now + listener.idle_timeout
+                return
+        # Anything else is parsed, and the parser's state (what the access log reads) is no
+        # longer the remembered request's: forget it until the next fast-path answer.
+        self.repeat_raw = None
         if self.error_page is not None:
             return
+        self.chunk, self.chunk_alone = data, not self.in_head
         if self.in_head:
             self.raw_head += len(data)
             if self.raw_head > self.head_guard:
@@ -222,6 +247,10 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(data)
                 self.fast_answered = True
                 listener.logs.hit(self, entry, len(data))
+                chunk = self.chunk
+                if (self.chunk_alone and len(chunk) <= REPEAT_MAX
+                        and chunk.endswith(b"\r\n\r\n") and chunk.count(b"\r\n\r\n") == 1):
+                    self.repeat_raw, self.repeat_key = chunk, fast_key  # exactly this request
                 return
         method = parser.get_method()
         ex = Exchange(
