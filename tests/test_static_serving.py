@@ -191,3 +191,27 @@ def test_a_streamed_dynamic_response_is_gzipped_piece_by_piece(files) -> None:
     status, headers, body = client.read_response()
     assert "content-encoding" not in headers and body == expected
     client.close()
+
+
+@pytest.mark.parametrize("how", ["rewrite", "rename over", "delete"])
+def test_a_hot_file_is_fresh_at_once_however_it_changes(files, how: str) -> None:
+    """Hot files are watched (inotify), not stat'ed per hit: every way of changing one is
+    seen by the very next request on the same connection."""
+    path = files.root / "hot.txt"
+    path.write_text("before\n")
+    client = Client(files.port_)
+    request = b"GET /hot.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+    for _ in range(5):  # stored, then answered on the fast path, then without the parser
+        client.send(request)
+        assert client.read_response()[2] == b"before\n"
+    if how == "rewrite":
+        path.write_text("after!\n")
+    elif how == "rename over":
+        (files.root / "hot.tmp").write_text("after!\n")
+        os.replace(files.root / "hot.tmp", path)
+    else:
+        path.unlink()
+    client.send(request)
+    status, _, body = client.read_response()
+    assert (status, body) == ((404, body) if how == "delete" else (200, b"after!\n"))
+    client.close()

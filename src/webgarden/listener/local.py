@@ -20,12 +20,14 @@ ordinary requests pay one set lookup here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
 from webgarden import SERVER_NAME as _SERVER
 from webgarden.config.model import ServerConfig
 from webgarden.listener import access, cache, compression, conditional, errors, static
+from webgarden.listener.filewatch import FileWatch
 from webgarden.listener.sendfile import FileSender
 
 if TYPE_CHECKING:
@@ -52,6 +54,10 @@ class LocalResponder:
         # The fast path: the exact (port, address, Host, target, Accept-Encoding) of a plain
         # GET that was a hit once -> its entry. Checked against the cache on every use.
         self.fast: dict[tuple[int, str, bytes, bytes, bytes], cache.Entry] = {}
+        # A file on the fast path is watched for change (filewatch), polled before the
+        # first fast hit of each turn of the event loop, instead of stat'ed on every hit.
+        self.watch = FileWatch()
+        self._poll_due = True
 
     def fast_hit(self, key: tuple[int, str, bytes, bytes, bytes], now: float
                  ) -> cache.Entry | None:
@@ -60,13 +66,31 @@ class LocalResponder:
         if entry is None:
             return None
         file = entry.file
-        changed = file is not None and static.file_stamp(file[0]) != file[1]
+        changed = False
+        if file is not None:
+            if self._poll_due:
+                self.poll_changes()
+                self._poll_due = False
+                asyncio.get_running_loop().call_soon(self._next_turn)
+            if file[0] not in self.watch.files:  # not watched (or just changed): look
+                changed = static.file_stamp(file[0]) != file[1]
         if changed or not self.cache.touch(entry, now):  # changed, evicted or expired
             del self.fast[key]
             if changed and file is not None:
                 self.cache.invalidate_file(file[0])  # never serve it stale
             return None
         return entry
+
+    def _next_turn(self) -> None:
+        self._poll_due = True
+
+    def poll_changes(self) -> None:
+        """Drop the cached answers of watched files that changed (also on the 1 s tick)."""
+        for path in self.watch.poll():
+            self.cache.invalidate_file(path)
+
+    def close(self) -> None:
+        self.watch.close()
 
     # -- the request side ---------------------------------------------------------------
 
@@ -116,9 +140,12 @@ class LocalResponder:
             ex.cache_key = found.key
             return False
         file = found.entry.file
-        if file is not None and static.file_stamp(file[0]) != file[1]:
-            self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
-            return False
+        if file is not None:
+            if ex.fast_key is not None:
+                self.watch.watch(file[0])  # before the check: a later change is notified
+            if static.file_stamp(file[0]) != file[1]:
+                self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
+                return False
         conn = ex.conn
         if ex.fast_key is not None and not found.not_modified and not found.entry.key.vary:
             if len(self.fast) >= FAST_ENTRIES:

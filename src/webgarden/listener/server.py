@@ -110,6 +110,7 @@ class Listener:
         addresses accept; removed ones stop accepting, their established connections live on."""
         self.config = config
         self.router = Router(config)
+        self.local.close()
         self.local = LocalResponder(config)  # new rules, and an empty cache
         self.logs.reconfigure(config)
         self.pools = pools
@@ -135,6 +136,7 @@ class Listener:
                 self.httperr(conn, None, reason)
                 conn.close()
         self.logs.tick()
+        self.local.poll_changes()
         if self.now >= self._next_scavenge:  # HTTP.sys's scavenger: idle and expired entries
             self.local.cache.scavenge(self.now)
             self._next_scavenge = self.now + self.local.cache.settings.scavenger_period
@@ -185,6 +187,7 @@ class Listener:
         if self._ticker is not None:
             self._ticker.cancel()
         self.logs.close()
+        self.local.close()
 
     def stats(self) -> dict[str, Any]:
         return {
