@@ -150,3 +150,20 @@ def test_a_process_a_worker_leaves_behind_is_reaped(start_server) -> None:
     reaped = server.wait_event(lambda e: e["event"] == "process.reaped", after=mark)
     assert (reaped["pid"], reaped["code"]) == (child, 7)
     assert not Path(f"/proc/{child}").exists()
+
+
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server may give workers their "
+                    "priority back, so only a root server lowers its templates'")
+def test_the_template_loads_at_a_lower_priority_and_workers_serve_at_the_servers(
+        start_server) -> None:
+    server = start_server("testapp:application", "--workers", "2")
+    template = server.wait_event(lambda e: e["event"] == "template.ready")
+    assert _nice(template["pid"]) == 10
+    for pid in server.worker_pids():
+        assert _started(server, pid)["spawn"] == "fork"
+        assert _nice(pid) == _nice(server.proc.pid)

@@ -25,7 +25,13 @@ from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
 from webgarden.manager.states import WorkerState, next_worker_state
-from webgarden.manager.template import Template, TemplateError, TemplateLoadFailed, TemplateStale
+from webgarden.manager.template import (
+    CAN_RENICE,
+    Template,
+    TemplateError,
+    TemplateLoadFailed,
+    TemplateStale,
+)
 
 if TYPE_CHECKING:
     from webgarden.manager.pool import AppPool
@@ -162,6 +168,10 @@ class WorkerProcess:
                                           reason=str(exc), action="spawned directly")
                     return
                 self.forked = True
+                if CAN_RENICE:  # its template's lower priority is not a worker's
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, self.pid,
+                                       os.getpriority(os.PRIO_PROCESS, 0))
                 return
         finally:
             template.release()

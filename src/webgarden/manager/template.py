@@ -18,6 +18,9 @@ Lifetime, as the pool drives it:
 A worker that cannot be forked because the template died or failed to fork is spawned
 directly instead: smart spawning is only ever a shortcut. An application that cannot be
 imported fails in the template exactly as it would in a worker (`worker.load_failed`).
+A root server runs the template at a lower CPU priority (`TEMPLATE_NICE`), so that
+renewing it after a recycle takes CPU from no request; each forked worker is given the
+server's priority back at once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ if TYPE_CHECKING:
     from webgarden.manager.pool import AppPool
 
 TemplateKey = tuple[tuple[str, ...], tuple[str, ...], int | None]
+
+#: The template's nice value while it imports: its load competes with no request. A worker
+#: forked from it gets the server's own priority back, which only a root server may give
+#: (`CAN_RENICE`); otherwise the template runs at the server's priority.
+TEMPLATE_NICE = 10
+CAN_RENICE = os.geteuid() == 0
 
 
 class TemplateError(Exception):
@@ -105,6 +114,9 @@ class Template:
             child.close()
         self.pid = self._proc.pid
         pool.templates.add(self)
+        if CAN_RENICE:  # it prepares the next generation: in the background of the serving
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self.pid, TEMPLATE_NICE)
         parent.setblocking(False)
         self._sock = parent
         self.loop.add_reader(parent.fileno(), self._on_readable)
