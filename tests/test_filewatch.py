@@ -55,3 +55,14 @@ def test_a_file_that_cannot_be_watched_is_refused(tmp_path: Path) -> None:
     watch = FileWatch()
     assert not watch.watch(str(tmp_path / "missing.html"))
     watch.close()
+
+
+def test_a_change_through_one_hard_link_is_a_change_of_every_link(watched) -> None:
+    watch, path = watched
+    link = path.parent / "link.html"
+    os.link(path, link)
+    assert watch.watch(str(link))
+    with open(link, "a") as f:
+        f.write("more")
+    assert watch.poll() == sorted([str(path), str(link)])
+    assert not watch.files

@@ -157,13 +157,59 @@ def _nice(pid: int) -> int:
     return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server may give workers their "
-                    "priority back, so only a root server lowers its templates'")
-def test_the_template_loads_at_a_lower_priority_and_workers_serve_at_the_servers(
-        start_server) -> None:
-    server = start_server("testapp:application", "--workers", "2")
+NICE_APP = '''
+import os
+LOADED_AT_NICE = os.nice(0)  # the template's niceness while it imported this module
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{LOADED_AT_NICE} {os.nice(0)}".encode()]
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server may give the template its "
+                    "priority back, so only a root server lowers it")
+def test_the_template_imports_at_a_lower_priority_and_workers_serve_at_the_servers(
+        start_server, shared_tmp) -> None:
+    (shared_tmp / "niceapp.py").write_text(NICE_APP)
+    server = start_server("niceapp:application", "--workers", "2", cwd=shared_tmp)
     template = server.wait_event(lambda e: e["event"] == "template.ready")
-    assert _nice(template["pid"]) == 10
+    server_nice = _nice(server.proc.pid)
+    assert _nice(template["pid"]) == server_nice  # given back once loaded
+    assert httpx.get(server.url + "/").text == f"10 {server_nice}"
     for pid in server.worker_pids():
         assert _started(server, pid)["spawn"] == "fork"
-        assert _nice(pid) == _nice(server.proc.pid)
+        tasks = Path(f"/proc/{pid}/task")
+        assert {_nice_of(tasks / tid) for tid in os.listdir(tasks)} == {server_nice}
+
+
+def _nice_of(task: Path) -> int:
+    stat = (task / "stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
+LYING_APP = '''
+import os
+import sys
+
+# This code runs in the template (`python -m webgarden.worker.template`, so __main__): it
+# makes it report the server's own pid as the worker it forked, as a compromised
+# application could.
+sys.modules["__main__"].fork_worker = lambda *args: os.getppid()
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"served anyway"]
+'''
+
+
+def test_a_pid_the_template_lies_about_is_refused(start_server, shared_tmp) -> None:
+    (shared_tmp / "liar.py").write_text(LYING_APP)
+    server = start_server("liar:application", cwd=shared_tmp)
+    refused = server.wait_event(lambda e: e["event"] == "template.bad_pid")
+    assert refused["reported"] == server.proc.pid
+    assert refused["problem"] == "is not a child of the server"
+    (pid,) = server.worker_pids()
+    assert _started(server, pid)["spawn"] == "exec"  # spawned directly instead
+    assert httpx.get(server.url + "/").text == "served anyway"
+    assert server.proc.poll() is None

@@ -46,6 +46,7 @@ from webgarden.manager import reaper
 from webgarden.manager.events import EventLog
 from webgarden.manager.identity import IdentityError
 from webgarden.manager.pool import AppPool, resolve_identity
+from webgarden.manager.template import CLAIMED
 
 
 class StartupError(Exception):
@@ -95,8 +96,7 @@ class Server:
         self.events.hold()
         if not reaper.become_subreaper():
             self.events.emit("server.no_subreaper", action="workers are spawned directly")
-            for pool in self.pools.values():
-                pool.spawn_directly("the server cannot be a child subreaper")
+            AppPool.can_fork = False
         self._reaper = loop.call_later(reaper.STRAY_REAP_INTERVAL, self._reap_strays)
         try:
             self.listener.bind()
@@ -129,7 +129,7 @@ class Server:
         )
 
     def _reap_strays(self) -> None:
-        known: set[int] = set()
+        known = set(CLAIMED)
         for pool in self.pools.values():
             known |= pool.known_pids()
         for pid, code in reaper.reap_strays(known):

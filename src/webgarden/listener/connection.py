@@ -126,7 +126,8 @@ class HttpConnection(asyncio.Protocol):
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
-        if data == self.repeat_raw and not self.pipeline and not self.in_head:
+        if (data == self.repeat_raw and not self.pipeline and not self.in_head
+                and self.parsing is None):
             listener = self.listener
             entry = listener.local.fast_hit(self.repeat_key, listener.now)  # type: ignore[arg-type]
             if entry is not None and not listener.draining and self.error_page is None:

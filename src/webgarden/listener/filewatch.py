@@ -11,6 +11,10 @@ that request's bytes arrive. The responder polls before the first fast hit of ea
 of the event loop; every request of that turn arrived before the poll, so it sees every
 change made before it was sent. A file that cannot be watched (inotify unavailable, the
 watch limit reached) is stat'ed on every hit instead, as before.
+
+inotify does not see a change made from another machine to a network filesystem (NFS,
+SMB, FUSE), nor a watched file's directory being swapped for another by rename; for those
+the listener also stats every cached file once a second (`LocalResponder.revalidate`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class FileWatch:
         except OSError:
             self.inotify = None  # no inotify here: every hit stats its file
         self.files: dict[str, int] = {}  # watched path -> its watch
-        self._paths: dict[int, str] = {}  # a file's watch -> its path
+        self._paths: dict[int, set[str]] = {}  # a file's watch -> its paths (hard links)
         self._dirs: dict[int, str] = {}  # a directory's watch -> its path
         self._dir_watches: dict[str, int] = {}
 
@@ -56,7 +60,7 @@ class FileWatch:
         except OSError:
             return False
         self.files[path] = file_watch
-        self._paths[file_watch] = path
+        self._paths.setdefault(file_watch, set()).add(path)
         return True
 
     def poll(self) -> list[str]:
@@ -72,21 +76,28 @@ class FileWatch:
             if event.mask & flags.Q_OVERFLOW:  # events were lost: trust nothing
                 changed.update(self.files)
                 break
-            path = self._paths.get(event.wd)
-            if path is None and event.name and event.wd in self._dirs:
+            paths = self._paths.get(event.wd)
+            if paths is not None:
+                changed.update(paths)
+            elif event.name and event.wd in self._dirs:
                 path = os.path.join(self._dirs[event.wd], event.name)
-            if path is not None and path in self.files:
-                changed.add(path)
-        for path in changed:
-            self._forget(path)
+                if path in self.files:
+                    changed.add(path)
+        for path in list(changed):
+            if path in self.files:
+                changed.update(self._forget(path))
         return sorted(changed)
 
-    def _forget(self, path: str) -> None:
+    def _forget(self, path: str) -> set[str]:
+        """Stop watching `path`, and its hard links that share the watch; all of them."""
         file_watch = self.files.pop(path)
-        self._paths.pop(file_watch, None)
+        paths = self._paths.pop(file_watch, set()) | {path}
+        for other in paths:
+            self.files.pop(other, None)
         if self.inotify is not None:
             with contextlib.suppress(OSError):  # already gone with its file
                 self.inotify.rm_watch(file_watch)
+        return paths
 
     def close(self) -> None:
         if self.inotify is not None:

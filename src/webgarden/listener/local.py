@@ -89,6 +89,12 @@ class LocalResponder:
         for path in self.watch.poll():
             self.cache.invalidate_file(path)
 
+    def revalidate(self) -> None:
+        """Stat every cached file (the 1 s tick): inotify is silent about changes made on
+        another machine to a network filesystem, and about a directory swapped for
+        another by rename, so there a change is seen within a second."""
+        self.cache.revalidate(static.file_stamp)
+
     def close(self) -> None:
         self.watch.close()
 

@@ -137,6 +137,7 @@ class Listener:
                 conn.close()
         self.logs.tick()
         self.local.poll_changes()
+        self.local.revalidate()
         if self.now >= self._next_scavenge:  # HTTP.sys's scavenger: idle and expired entries
             self.local.cache.scavenge(self.now)
             self._next_scavenge = self.now + self.local.cache.settings.scavenger_period

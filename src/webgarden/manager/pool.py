@@ -64,6 +64,10 @@ def resolve_identity(config: PoolConfig) -> Identity | None:
 
 
 class AppPool:
+    #: False when the server cannot be a child subreaper: forked workers would not be its
+    #: children, so every pool spawns directly (set once, at start).
+    can_fork = True
+
     def __init__(
         self,
         config: PoolConfig,
@@ -138,7 +142,8 @@ class AppPool:
 
     def template_for_spawn(self) -> Template | None:
         """The template a new worker forks from, started if need be; None: spawn directly."""
-        if self.config.spawn_method != "smart" or self.direct_reason is not None:
+        if (self.config.spawn_method != "smart" or self.direct_reason is not None
+                or not AppPool.can_fork):
             return None
         current = self.template
         if (current is None or current.failed or current.stale or current.retired
@@ -251,7 +256,7 @@ class AppPool:
                 old.drain()
                 break
         if self.template is None and self.config.spawn_method == "smart" and (
-                self.direct_reason is None):
+                self.direct_reason is None and AppPool.can_fork):
             self.template = Template(self)  # warm for the next worker this pool needs
             self.template.start()
 

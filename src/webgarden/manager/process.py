@@ -26,7 +26,7 @@ from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
 from webgarden.manager.states import WorkerState, next_worker_state
 from webgarden.manager.template import (
-    CAN_RENICE,
+    CLAIMED,
     Template,
     TemplateError,
     TemplateLoadFailed,
@@ -44,6 +44,14 @@ STACK_DUMP_WAIT = 2.0
 STACK_DUMP_GRACE = 0.1
 #: Bytes of stack dump kept per worker.
 MAX_STACKS = 256 * 1024
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of a process (its pid alone if /proc cannot say)."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return [pid]
 
 
 class WorkerProcess:
@@ -100,6 +108,7 @@ class WorkerProcess:
                 await self._fork(template, child.fileno(), stacks_write)
             if not self.pid:
                 self._exec(child.fileno(), stacks_write, apps)
+                CLAIMED.add(self.pid)
         except (OSError, TemplateLoadFailed) as exc:
             parent.close()
             os.close(stacks_read)
@@ -168,10 +177,6 @@ class WorkerProcess:
                                           reason=str(exc), action="spawned directly")
                     return
                 self.forked = True
-                if CAN_RENICE:  # its template's lower priority is not a worker's
-                    with contextlib.suppress(OSError):
-                        os.setpriority(os.PRIO_PROCESS, self.pid,
-                                       os.getpriority(os.PRIO_PROCESS, 0))
                 return
         finally:
             template.release()
@@ -246,7 +251,10 @@ class WorkerProcess:
             return
         chosen = cpus[self.pool.spawned % len(cpus)]
         try:
-            os.sched_setaffinity(self.pid, {chosen})
+            # Affinity is per thread: a forked worker may already run its request threads.
+            for tid in _threads(self.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(tid, {chosen})
         except OSError as exc:
             self.pool.events.emit("pool.affinity_failed", pool=self.pool.config.name,
                                   iis_event=5058, error=exc.strerror)
@@ -363,6 +371,7 @@ class WorkerProcess:
         for timer in self._timers:
             timer.cancel()
         self.exit_code = code = self._reap()
+        CLAIMED.discard(self.pid)
         self.exit_state = self.state
         self.transition("exit")
         fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}

@@ -18,9 +18,9 @@ Lifetime, as the pool drives it:
 A worker that cannot be forked because the template died or failed to fork is spawned
 directly instead: smart spawning is only ever a shortcut. An application that cannot be
 imported fails in the template exactly as it would in a worker (`worker.load_failed`).
-A root server runs the template at a lower CPU priority (`TEMPLATE_NICE`), so that
-renewing it after a recycle takes CPU from no request; each forked worker is given the
-server's priority back at once.
+A root server runs the template at a lower CPU priority (`TEMPLATE_NICE`) while it
+imports, so that renewing it after a recycle takes CPU from no request; once loaded it gets
+the server's priority back, which every worker forked from it inherits.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from webgarden.ipc import spawn
@@ -42,9 +43,14 @@ if TYPE_CHECKING:
 
 TemplateKey = tuple[tuple[str, ...], tuple[str, ...], int | None]
 
-#: The template's nice value while it imports: its load competes with no request. A worker
-#: forked from it gets the server's own priority back, which only a root server may give
-#: (`CAN_RENICE`); otherwise the template runs at the server's priority.
+#: Every worker and template pid the server has claimed, across pools. A template runs the
+#: application's code, so the pid it reports is checked against this before the server,
+#: perhaps root, acts on it (`check_forked`), and the stray reaper never takes these.
+CLAIMED: set[int] = set()
+
+#: The template's nice value while it imports: its load competes with no request. Once it
+#: has loaded it gets the server's own priority back, so that the workers it forks inherit
+#: it; only a root server may give that back (`CAN_RENICE`), so only a root server lowers it.
 TEMPLATE_NICE = 10
 CAN_RENICE = os.geteuid() == 0
 
@@ -113,6 +119,7 @@ class Template:
         finally:
             child.close()
         self.pid = self._proc.pid
+        CLAIMED.add(self.pid)
         pool.templates.add(self)
         if CAN_RENICE:  # it prepares the next generation: in the background of the serving
             with contextlib.suppress(OSError):
@@ -146,7 +153,7 @@ class Template:
         self._pending.append(reply)
         answer = await reply
         if isinstance(answer, spawn.Forked):
-            return answer.pid
+            return answer.pid  # checked and claimed in _dispatch
         if isinstance(answer, spawn.Stale):
             if not self.stale:
                 self.stale = True
@@ -204,6 +211,9 @@ class Template:
         if isinstance(message, spawn.Loaded):
             if self._load_timer is not None:
                 self._load_timer.cancel()
+            if CAN_RENICE:  # loaded: what it forks now serves at the server's priority
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
             self.pool.events.emit("template.ready", pool=name, pid=self.pid,
                                   load_ms=message.load_ms, modules=message.modules)
             if not self.loaded.done():
@@ -215,8 +225,35 @@ class Template:
             self._finish(TemplateError(message.reason))
         elif self._pending:
             reply = self._pending.popleft()
+            if isinstance(message, spawn.Forked):
+                problem = self.check_forked(message.pid)
+                if problem is not None:
+                    self.pool.events.emit("template.bad_pid", pool=self.pool.config.name,
+                                          pid=self.pid, reported=message.pid, problem=problem)
+                    message = spawn.ForkFailed(f"the template reported pid {message.pid}, "
+                                               f"which {problem}")
+                else:
+                    CLAIMED.add(message.pid)  # before the worker could exit unclaimed
             if not reply.done():
                 reply.set_result(message)
+
+    def check_forked(self, pid: int) -> str | None:
+        """Why `pid` is not a worker this template just forked, or None. It must be a
+        child of the server (re-parented when the template's intermediate process exited),
+        run as the pool's user, and be claimed by nobody yet."""
+        if pid in CLAIMED or pid <= 1:
+            return "the server already knows"
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return "does not exist"
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uid = self.pool.identity.uid if self.pool.identity is not None else os.geteuid()
+        if int(fields.get("PPid", "0")) != os.getpid():
+            return "is not a child of the server"
+        if int(fields.get("Uid", "-1 ").split()[0]) != uid:
+            return "does not run as the pool's user"
+        return None
 
     def _load_expired(self, limit: float) -> None:
         self._load_timer = None
@@ -228,12 +265,14 @@ class Template:
             self.stop()
 
     def _on_exit(self) -> None:
+        self._on_readable()  # a Forked it sent before it died still counts
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
         self.exited = True
         assert self._proc is not None
         code = self._proc.wait()
+        CLAIMED.discard(self.pid)
         fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
         if code < 0:
             fields["signal"] = signal.Signals(-code).name

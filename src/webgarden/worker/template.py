@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         send(spawn.Unforkable(f"importing the application started threads ({names})"))
         return EXIT_UNFORKABLE
     files = module_files()
+    sys.stdout.flush()  # what the import printed is printed once, not again by each fork
+    sys.stderr.flush()
     gc.collect()
     gc.freeze()
     send(spawn.Loaded(os.getpid(), round((time.perf_counter() - started) * 1000, 1), len(files)))

@@ -256,6 +256,9 @@ class Response:
 
     def end(self) -> None:
         if self.packer is not None:
+            if self.raw_left > 0:  # shorter than its Content-Length: not a whole response
+                self.abort("the application sent less than its Content-Length")
+                return
             tail, self.packer = self.packer.finish(), None
             self.send_body(tail)
         self.ended = True
