@@ -62,6 +62,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from run import CLIENT_CLOSES
+
 from harness import (
     APPS_DIR,
     BENCH_DIR,
@@ -589,7 +591,7 @@ def wrk_close_drop(measured_start: float, duration: int):
 
     def benign(event: dict[str, Any]) -> bool:
         if event.get("event") == "httperr":  # the same close, as HTTP.sys logs it
-            if event.get("reason") not in ("Connection_Dropped", "Client_Reset"):
+            if event.get("reason") not in CLIENT_CLOSES:
                 return False
         elif event.get("event") != "request.dropped" or event.get("reason") != "Client_Reset":
             return False

@@ -197,6 +197,13 @@ class WorkerKiller:
         self._thread.join()
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a configuration file's binding)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 10) -> bytes:
     """Send raw bytes; read until the server closes the connection (or `timeout`)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness import _INOTIFY, raw_request
+from harness import _INOTIFY, free_port, raw_request
 
 CONFIG = """<configuration>
   <system.applicationHost>
@@ -39,11 +39,6 @@ EVERY_FIELD = ("Date, Time, ClientIP, UserName, SiteName, ComputerName, ServerIP
                "ServerPort, UserAgent, Cookie, Referer, ProtocolVersion, Host, HttpSubStatus")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 class Logged:
     """A running server whose site (id 3) logs to `logs`."""
@@ -51,7 +46,7 @@ class Logged:
     def __init__(self, start_server: Callable[..., Any], tmp: Path, root: Path,
                  log_attributes: str = "", logs: Path | None = None) -> None:
         self.logs = logs or tmp / "logs"
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp / "applicationHost.config"
         self.config.write_text(CONFIG.format(logs=self.logs, port=self.port, root=root,

@@ -6,7 +6,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import APPS, ROOT, raw_request
+from harness import APPS, ROOT, free_port, raw_request
 
 CONFIG = """<?xml version="1.0" encoding="utf-8"?>
 <configuration>
@@ -49,11 +48,6 @@ CONFIG = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _write(path: Path, port: int, **overrides: str) -> None:
     values = {"shop_app": "shop", "identity_a": "", "identity_b": "", "extra_binding": "",
@@ -67,7 +61,7 @@ def _write(path: Path, port: int, **overrides: str) -> None:
 
 @pytest.fixture
 def site(start_server, tmp_path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "applicationHost.config"
     _write(config, port)
     server = start_server("serve", "-c", str(config))
@@ -176,7 +170,7 @@ def test_a_broken_file_is_refused_and_the_old_configuration_keeps_serving(site) 
 
 
 def test_a_changed_file_is_reloaded_without_a_signal_and_new_bindings_listen(site) -> None:
-    extra = _free_port()
+    extra = free_port()
     keep = httpx.Client(base_url=f"http://127.0.0.1:{site.fixed_port}")  # an established connection
     assert keep.get("/", headers={"Host": "blog.test"}).status_code == 200
     _write(site.config_path, site.fixed_port,
@@ -230,7 +224,7 @@ def test_workers_run_as_their_pools_user_and_cannot_read_each_others_files(
     b = pwd.getpwnam("wgtest_b")
     os.chown(secret, b.pw_uid, b.pw_gid)
     secret.chmod(0o600)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "ids.config"
     _write(config, port, identity_a='identityType="SpecificUser" userName="wgtest_a"',
            identity_b='identityType="SpecificUser" userName="wgtest_b"')
@@ -258,7 +252,7 @@ def test_a_root_server_never_runs_workers_as_root_by_default(site) -> None:
 
 def test_a_user_that_does_not_exist_is_a_clear_startup_error(tmp_path: Path) -> None:
     config = tmp_path / "nouser.config"
-    _write(config, _free_port(), identity_a='identityType="SpecificUser" userName="no_such_user_x"')
+    _write(config, free_port(), identity_a='identityType="SpecificUser" userName="no_such_user_x"')
     result = subprocess.run([sys.executable, "-m", "webgarden", "serve", "-c", str(config),
                              "--control", str(tmp_path / "c.sock")],
                             capture_output=True, text=True, timeout=60, cwd=APPS)

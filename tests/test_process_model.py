@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import os
 import signal
-import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import WorkerKiller
+from harness import WorkerKiller, free_port
 from webgarden.admin.control import call
 
 POOL = """<add name="{name}" threads="4" {attrs}>
@@ -36,15 +35,10 @@ DOCUMENT = """<configuration><system.applicationHost>
 """
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def _serve(start_server, tmp_path: Path, pools: dict[str, dict[str, str]]):
     """Serve one site; pool P gets the application at /p (the first pool also at /)."""
-    port = _port()
+    port = free_port()
     blocks, apps = [], []
     for i, (name, parts) in enumerate(pools.items()):
         fields = {"attrs": 'startMode="AlwaysRunning"', "process": "", "recycling": "", "periodic": "", "schedule": "",

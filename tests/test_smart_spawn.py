@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
+
+from harness import free_port
 
 APP_V1 = '''
 import os
@@ -44,11 +45,6 @@ def _ppid(pid: int) -> int:
             return int(line.split()[1])
     raise AssertionError(f"no PPid for {pid}")
 
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _started(server, pid: int) -> dict:
@@ -115,7 +111,7 @@ def test_an_app_that_starts_threads_at_import_is_spawned_directly(
 def test_spawn_method_direct_starts_every_worker_as_a_new_interpreter(
         start_server, tmp_path) -> None:
     config = tmp_path / "direct.config"
-    port = _port()
+    port = free_port()
     config.write_text(f'''<configuration><system.applicationHost>
   <applicationPools>
     <add name="Direct" spawnMethod="direct" startMode="AlwaysRunning" />
@@ -153,8 +149,7 @@ def test_a_process_a_worker_leaves_behind_is_reaped(start_server) -> None:
 
 
 def _nice(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+    return _nice_of(Path(f"/proc/{pid}"))
 
 
 NICE_APP = '''
@@ -184,8 +179,9 @@ def test_the_template_imports_at_a_lower_priority_and_workers_serve_at_the_serve
 
 
 def _nice_of(task: Path) -> int:
+    """The nice value of a process or thread (/proc/PID or /proc/PID/task/TID)."""
     stat = (task / "stat").read_text()
-    return int(stat[stat.rindex(")") + 2:].split()[16])
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
 
 
 LYING_APP = '''

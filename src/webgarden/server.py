@@ -129,10 +129,7 @@ class Server:
         )
 
     def _reap_strays(self) -> None:
-        known = set(CLAIMED)
-        for pool in self.pools.values():
-            known |= pool.known_pids()
-        for pid, code in reaper.reap_strays(known):
+        for pid, code in reaper.reap_strays(CLAIMED):  # every worker and template
             self.events.emit("process.reaped", pid=pid, code=code)
         self._reaper = asyncio.get_running_loop().call_later(
             reaper.STRAY_REAP_INTERVAL, self._reap_strays)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 import time
 from typing import IO, Any
@@ -51,3 +52,10 @@ class EventLog:
     def close(self) -> None:
         if self._owned:
             self._file.close()
+
+
+def exit_fields(code: int) -> dict[str, object]:
+    """How a process ended, for an event: `signal` (its name) or `code`."""
+    if code < 0:
+        return {"signal": signal.Signals(-code).name}
+    return {"code": code}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,6 @@ class AppPool:
         self._respawn: asyncio.TimerHandle | None = None
         self.template: Template | None = None  # smart spawning: what new workers fork from
         self.direct_reason: str | None = None  # why this configuration spawns directly
-        self.templates: set[Template] = set()  # every template process still running
 
     def transition(self, event: str) -> None:
         self.state = next_pool_state(self.state, event)
@@ -162,11 +162,22 @@ class AppPool:
             self.events.emit("template.unforkable", pool=self.config.name, reason=reason,
                              action="workers are spawned directly")
 
-    def known_pids(self) -> set[int]:
-        return {w.pid for w in self.workers if w.pid} | {t.pid for t in self.templates}
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+        """Start one of the pool's processes (a worker, a template): `argv` plus the pool's
+        Python path, as the pool's identity."""
+        for path in (os.getcwd(), *self.config.python_path):
+            argv = [*argv, "--path", path]
+        switch: dict[str, object] = {}
+        if self.identity is not None:
+            switch = {"user": self.identity.uid, "group": self.identity.gid,
+                      "extra_groups": list(self.identity.groups)}
+        proc: subprocess.Popen[bytes] = subprocess.Popen(
+            argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL,
+            **switch,  # type: ignore[call-overload]
+        )
+        return proc
 
     def on_template_exit(self, template: Template) -> None:
-        self.templates.discard(template)
         if self.template is template:
             self.template = None
 

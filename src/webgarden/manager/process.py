@@ -24,6 +24,7 @@ from webgarden.config.model import ApplicationConfig
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
+from webgarden.manager.events import exit_fields
 from webgarden.manager.states import WorkerState, next_worker_state
 from webgarden.manager.template import (
     CLAIMED,
@@ -192,17 +193,7 @@ class WorkerProcess:
         argv += ["--stacks-fd", str(stacks_fd)]
         for app in apps:
             argv += ["--app", app.app]
-        for path in (os.getcwd(), *pool.config.python_path):
-            argv += ["--path", path]
-        identity = pool.identity
-        switch: dict[str, object] = {}
-        if identity is not None:
-            switch = {"user": identity.uid, "group": identity.gid,
-                      "extra_groups": list(identity.groups)}
-        self.proc = subprocess.Popen(
-            argv, pass_fds=(fd, stacks_fd), stdin=subprocess.DEVNULL,
-            **switch,  # type: ignore[call-overload]
-        )
+        self.proc = pool.popen(argv, (fd, stacks_fd))
         self.pid = self.proc.pid
 
     # -- messages from the worker -----------------------------------------------------
@@ -374,12 +365,8 @@ class WorkerProcess:
         CLAIMED.discard(self.pid)
         self.exit_state = self.state
         self.transition("exit")
-        fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
-        if code < 0:
-            fields["signal"] = signal.Signals(-code).name
-        else:
-            fields["code"] = code
-        self.pool.events.emit("worker.exit", **fields)
+        self.pool.events.emit("worker.exit", pool=self.pool.config.name, pid=self.pid,
+                              **exit_fields(code))
         if self.link is not None:
             self.link.close()
         self.pool.on_worker_exit(self)

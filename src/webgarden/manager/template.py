@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from webgarden.ipc import spawn
+from webgarden.manager.events import exit_fields
 
 if TYPE_CHECKING:
     from webgarden.manager.pool import AppPool
@@ -100,17 +101,8 @@ class Template:
                 "--control-fd", str(child.fileno()), "--pool", pool.config.name]
         for app in self.key[0]:
             argv += ["--app", app]
-        for path in (os.getcwd(), *pool.config.python_path):
-            argv += ["--path", path]
-        switch: dict[str, object] = {}
-        if pool.identity is not None:
-            switch = {"user": pool.identity.uid, "group": pool.identity.gid,
-                      "extra_groups": list(pool.identity.groups)}
         try:
-            self._proc = subprocess.Popen(
-                argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                **switch,  # type: ignore[call-overload]
-            )
+            self._proc = pool.popen(argv, (child.fileno(),))
         except OSError as exc:
             parent.close()
             self.exited = True
@@ -120,7 +112,6 @@ class Template:
             child.close()
         self.pid = self._proc.pid
         CLAIMED.add(self.pid)
-        pool.templates.add(self)
         if CAN_RENICE:  # it prepares the next generation: in the background of the serving
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, self.pid, TEMPLATE_NICE)
@@ -273,12 +264,9 @@ class Template:
         assert self._proc is not None
         code = self._proc.wait()
         CLAIMED.discard(self.pid)
-        fields: dict[str, object] = {"pool": self.pool.config.name, "pid": self.pid}
-        if code < 0:
-            fields["signal"] = signal.Signals(-code).name
-        else:
-            fields["code"] = code
-        self.pool.events.emit("template.exit", **fields)
+        fields = exit_fields(code)
+        self.pool.events.emit("template.exit", pool=self.pool.config.name, pid=self.pid,
+                              **fields)
         if self._sock is not None:
             self.loop.remove_reader(self._sock.fileno())
             self._sock.close()
