@@ -1,4 +1,4 @@
-"""Accept-Encoding negotiation and what gets compressed (listener/compression.py)."""
+"""Accept-Encoding negotiation and what gets compressed (webgarden/compression.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from config_documents import document
-from webgarden.config import loads
-from webgarden.config.webserver import CompressibleType, WebServerConfig
-from webgarden.listener import compression
-from webgarden.listener.compression import (
+from webgarden import compression
+from webgarden.compression import (
     CompressionRules,
     compress,
     negotiate,
@@ -21,6 +19,8 @@ from webgarden.listener.compression import (
     variant_etag,
     vary_accept_encoding,
 )
+from webgarden.config import loads
+from webgarden.config.webserver import CompressibleType, WebServerConfig
 
 BOTH = ("br", "gzip")
 

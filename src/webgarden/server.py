@@ -37,9 +37,9 @@ import msgspec
 from webgarden.admin.control import ControlError, ControlServer, call
 from webgarden.admin.verbs import handler
 from webgarden.aio import background
+from webgarden.compression import CompressionRules
 from webgarden.config.model import ServerConfig
 from webgarden.listener import errors
-from webgarden.listener.compression import CompressionRules
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager import reaper

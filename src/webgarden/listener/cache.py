@@ -51,7 +51,7 @@ a hit moves its entry to the end, a store evicts from the front until it fits. E
 entry is charged its bytes plus ENTRY_OVERHEAD. `scavenge(now)`, to be called every
 SCAVENGER_PERIOD, drops entries not hit for that long (HTTP.sys's UriScavengerPeriod,
 120 s) and expired ones. Keys: (site, path, query as varied, coding, varied headers),
-where coding is the coding compression.py negotiated for the request.
+where coding is the coding webgarden/compression.py negotiated for the request.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class CacheRequest:
     path: str  # canonical (urls.py)
     query: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    coding: str = "identity"  # compression.py's choice for this request
+    coding: str = "identity"  # webgarden/compression.py's choice for this request
     http_version: str = "1.1"
     has_body: bool = False
 

@@ -25,8 +25,9 @@ import os
 from typing import TYPE_CHECKING
 
 from webgarden import SERVER_NAME as _SERVER
+from webgarden import compression
 from webgarden.config.model import ServerConfig
-from webgarden.listener import access, cache, compression, conditional, errors, static
+from webgarden.listener import access, cache, conditional, errors, static
 from webgarden.listener.filewatch import FileWatch
 from webgarden.listener.sendfile import FileSender
 

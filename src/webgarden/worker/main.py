@@ -40,9 +40,9 @@ from typing import Any
 import msgspec
 
 import webgarden.worker
+from webgarden.compression import CompressionRules
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
-from webgarden.listener.compression import CompressionRules
 from webgarden.worker.channel import Channel
 from webgarden.worker.wsgi import WSGIApp, WSGIHost
 

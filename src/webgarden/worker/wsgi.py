@@ -27,9 +27,9 @@ from types import TracebackType
 from typing import Any
 
 from webgarden import SERVER_NAME
+from webgarden.compression import CompressionRules, Packer, compress, negotiate
 from webgarden.ipc import frames, messages
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
-from webgarden.listener.compression import CompressionRules, Packer, compress, negotiate
 from webgarden.worker.channel import Channel, Stream
 
 log = logging.getLogger("webgarden.worker")
