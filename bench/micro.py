@@ -27,13 +27,13 @@ from typing import Any
 import uvloop
 
 from webgarden.config.model import ServerConfig, single_app
+from webgarden.events import EventLog
 from webgarden.ipc import frames, messages
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener.connection import HttpConnection
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import Listener
 from webgarden.listener.upstream import WorkerLink
-from webgarden.manager.events import EventLog
 from webgarden.worker.channel import Channel, Stream
 from webgarden.worker.wsgi import WSGIHost
 

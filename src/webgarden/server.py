@@ -39,11 +39,11 @@ from webgarden.admin.verbs import handler
 from webgarden.aio import background
 from webgarden.compression import CompressionRules
 from webgarden.config.model import ServerConfig
+from webgarden.events import EventLog
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager import reaper
-from webgarden.manager.events import EventLog
 from webgarden.manager.identity import IdentityError
 from webgarden.manager.pool import AppPool, resolve_identity
 from webgarden.manager.template import CLAIMED

@@ -49,10 +49,10 @@ from webgarden.listener.logfiles import RollingFile
 from webgarden.listener.w3c import DASH, PLUS, escape
 
 if TYPE_CHECKING:
+    from webgarden.events import EventLog
     from webgarden.listener.cache import Entry
     from webgarden.listener.connection import HttpConnection
     from webgarden.listener.exchange import Exchange
-    from webgarden.manager.events import EventLog
 
 #: sc-win32-status for a response cut short by the client, and by the server.
 CLIENT_GONE = 64

@@ -17,6 +17,7 @@ from email.utils import formatdate
 from typing import Any
 
 from webgarden.config.model import ServerConfig
+from webgarden.events import EventLog
 from webgarden.listener import errors
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.connection import HttpConnection
@@ -24,7 +25,6 @@ from webgarden.listener.exchange import Exchange
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
-from webgarden.manager.events import EventLog
 
 LISTEN_BACKLOG = 1024
 

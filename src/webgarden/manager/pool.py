@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig, PoolConfig
 from webgarden.config.pools import RECYCLE_REASONS
+from webgarden.events import EventLog
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.manager.cpu import CpuGovernor
-from webgarden.manager.events import EventLog
 from webgarden.manager.identity import Identity, IdentityError, access_problem, resolve
 from webgarden.manager.process import WorkerProcess
 from webgarden.manager.states import PoolState, WorkerState, next_pool_state

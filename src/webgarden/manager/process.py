@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig
+from webgarden.events import exit_fields
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
-from webgarden.manager.events import exit_fields
 from webgarden.manager.states import WorkerState, next_worker_state
 from webgarden.manager.template import (
     CLAIMED,

@@ -36,8 +36,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from webgarden.events import exit_fields
 from webgarden.ipc import spawn
-from webgarden.manager.events import exit_fields
 
 if TYPE_CHECKING:
     from webgarden.manager.pool import AppPool
