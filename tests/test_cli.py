@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+from config_documents import document, site
 from harness import APPS
 
 
@@ -60,3 +62,35 @@ def test_run_help_explains_every_option() -> None:
 def test_bad_option_values_are_refused_by_the_parser() -> None:
     result = _run("run", "testapp:application", "--workers", "0")
     assert result.returncode == 2 and "must be at least 1" in result.stderr
+
+
+def _many_sites(path: Path, count: int) -> None:
+    sites = "\n".join(site(name=f"s{i}", id=i + 1, binding=f"*:8080:h{i}.test")
+                      for i in range(count))
+    path.write_text(document(sites=sites))
+
+
+def test_config_check_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    config = tmp_path / "big.config"
+    _many_sites(config, 3000)  # a summary larger than a pipe holds: the write must fail
+    check = subprocess.Popen([sys.executable, "-m", "webgarden", "config", "check", str(config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert check.stdout is not None
+    head = subprocess.run(["head", "-n", "1"], stdin=check.stdout, capture_output=True,
+                          timeout=60)
+    check.stdout.close()
+    _, stderr = check.communicate(timeout=60)
+    assert head.stdout.startswith(b"3000 sites")
+    assert stderr == b"" and check.returncode == 1
+
+
+def test_every_printing_command_survives_a_closed_pipe(tmp_path: Path) -> None:
+    # `--help` of a verb is argparse printing: main's guard covers it too.
+    for args in (["run", "--help"], ["list", "--help"]):
+        with subprocess.Popen([sys.executable, "-m", "webgarden", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            proc.stdout.close()  # the reader is gone before a byte is written
+            stderr = proc.stderr.read() if proc.stderr else b""
+            proc.wait(timeout=60)
+        assert b"Traceback" not in stderr and proc.returncode in (0, 1), stderr

@@ -5,17 +5,30 @@ Wire format: one JSON object per line each way. A request names a verb and an ob
 `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
 
 The socket is a Unix socket the server creates owner-only (mode 0600, in a directory of
-mode 0700 when it makes one): whoever can connect controls the server.
+mode 0700 when it makes one): whoever can connect controls the server. A directory it did
+not make must belong to the server's user and be writable by no one else, or anyone who
+can write there could put their own socket in its place.
+
+Naming an instance. Several servers may run on one machine, so each gets its own socket
+in one runtime directory (`runtime_dir()`): `webgarden run` one per port
+(`port-8080.sock`; with port 0, which the kernel picks, one per process), `webgarden
+serve` one per configuration file (`config-<stem>-<hash of its real path>.sock`). The
+verbs find a server the way the user names it: `--port N`, `--config FILE`, `--control
+PATH`, `$WEBGARDEN_CONTROL`; named by none of these, the one server that answers in the
+runtime directory, or a list of them to choose from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import stat
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 #: Largest request line accepted on the control socket.
@@ -28,15 +41,99 @@ class ControlError(Exception):
     """A control request cannot be carried out; the message goes back to the caller."""
 
 
-def default_path() -> str:
-    """Where the server listens and the CLI connects unless told otherwise."""
-    explicit = os.environ.get("WEBGARDEN_CONTROL")
+#: Chosen by `$WEBGARDEN_CONTROL` for every server and verb: the single-instance override.
+ENV_PATH = "WEBGARDEN_CONTROL"
+#: Where the per-instance sockets go, when set (else /run/webgarden as root, else
+#: $XDG_RUNTIME_DIR/webgarden, else /tmp/webgarden-UID).
+ENV_DIR = "WEBGARDEN_RUNTIME_DIR"
+#: How long a verb waits for a socket's owner to accept while looking for servers.
+PROBE_TIMEOUT = 1.0
+
+
+def runtime_dir() -> str:
+    """The directory that holds the control sockets of this user's servers."""
+    explicit = os.environ.get(ENV_DIR)
     if explicit:
         return explicit
     if os.geteuid() == 0:
-        return "/run/webgarden/control.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/webgarden-{os.geteuid()}"
-    return os.path.join(runtime, "webgarden-control.sock")
+        return "/run/webgarden"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "webgarden") if xdg else f"/tmp/webgarden-{os.geteuid()}"
+
+
+def port_path(port: int) -> str:
+    """The default socket of `webgarden run` on `port` (0: of this process)."""
+    name = f"port-{port}.sock" if port else f"pid-{os.getpid()}.sock"
+    return os.path.join(runtime_dir(), name)
+
+
+def config_path(config_file: str) -> str:
+    """The default socket of `webgarden serve -c config_file`: one per file, however named."""
+    real = os.path.realpath(config_file)
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(real).stem)[:40]
+    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:12]
+    return os.path.join(runtime_dir(), f"config-{stem}-{digest}.sock")
+
+
+def server_path(default: str, explicit: str | None) -> str:
+    """The socket a server listens on: --control, else $WEBGARDEN_CONTROL, else `default`."""
+    return explicit or os.environ.get(ENV_PATH) or default
+
+
+def client_path(control: str | None = None, port: int | None = None,
+                config_file: str | None = None) -> str:
+    """The socket a verb talks to, as the user named the server (see the module's top)."""
+    if control:
+        return control
+    if port is not None:
+        return port_path(port)
+    if config_file is not None:
+        return config_path(config_file)
+    if os.environ.get(ENV_PATH):
+        return os.environ[ENV_PATH]
+    found = live_sockets(runtime_dir())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ControlError(f"no webgarden server is listening in {runtime_dir()}")
+    names = ", ".join(os.path.basename(path) for path in found)
+    raise ControlError(
+        f"{len(found)} webgarden servers are listening in {runtime_dir()} ({names}): "
+        "name one with --port N, --config FILE or --control PATH"
+    )
+
+
+def live_sockets(directory: str) -> list[str]:
+    """The sockets in `directory` that a server accepts on, sorted (stale ones are left)."""
+    import socket
+
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".sock"))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(PROBE_TIMEOUT)
+            try:
+                sock.connect(path)
+            except OSError:
+                continue
+        found.append(path)
+    return found
+
+
+def _check_directory(directory: str) -> None:
+    """Refuse a directory another user could put a socket in (see the module's top)."""
+    info = os.stat(directory)
+    private = info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
+    # A sticky directory (/tmp) lets no one else remove or rename what this user made there.
+    if not private and not info.st_mode & stat.S_ISVTX:
+        raise PermissionError(
+            errno.EPERM,
+            f"{directory} must belong to this user (or root) and be writable by no one else",
+        )
 
 
 class ControlServer:
@@ -49,6 +146,7 @@ class ControlServer:
         directory = os.path.dirname(self.path) or "."
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o700, exist_ok=True)
+        _check_directory(directory)
         if os.path.exists(self.path) and stat.S_ISSOCK(os.stat(self.path).st_mode):
             os.unlink(self.path)  # left by a server that died; bind would fail
         old_umask = os.umask(0o177)

@@ -1,7 +1,8 @@
 """The `webgarden` command. The only place that prints for the user and picks exit codes.
 
-Exit codes: 0 done; 1 a check failed; 2 the command could not run as asked (bad
-arguments, an application that cannot load, a port in use).
+Exit codes: 0 done; 1 a check failed, or the reader of the output went away (EPIPE, as
+Python exits then); 2 the command could not run as asked (bad arguments, an application
+that cannot load, a port in use).
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+#: The reader of our output went away: 1, as Python's documented recipe exits on EPIPE.
+EXIT_BROKEN_PIPE = 1
 
 DEMO_APP = "webgarden.demo:application"
+#: `--verbose`, as the workers read it (webgarden.worker.main.VERBOSE_ENV).
+VERBOSE_ENV = "WEBGARDEN_VERBOSE"
 
 
 def _bind(text: str) -> tuple[str, int]:
@@ -139,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--control", metavar="PATH", default=None,
         help="the control socket for `webgarden list/recycle/stop/start` (default: "
-        "$WEBGARDEN_CONTROL, else /run/webgarden/control.sock as root, else "
-        "$XDG_RUNTIME_DIR/webgarden-control.sock)",
+        "$WEBGARDEN_CONTROL, else port-PORT.sock in the runtime directory: "
+        "$WEBGARDEN_RUNTIME_DIR, else /run/webgarden as root, else "
+        "$XDG_RUNTIME_DIR/webgarden; so servers on different ports each have their own)",
     )
     run.add_argument(
         "--event-log", metavar="PATH", default=None,
@@ -158,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", required=True, metavar="FILE",
                        help="the configuration file (see examples/multisite.config)")
     serve.add_argument("--control", metavar="PATH", default=None,
-                       help="the control socket (default: as for `run`)")
+                       help="the control socket (default: $WEBGARDEN_CONTROL, else one per "
+                       "configuration file in the runtime directory, as for `run`)")
+    for command in (run, serve):
+        command.add_argument(
+            "--verbose", action="store_true",
+            help="an application that fails to import prints its whole traceback (the "
+            "one-line reason, with the failing file:line, is always in the event log)")
     serve.add_argument("--event-log", metavar="PATH", default=None,
                        help="append the event log (JSON lines) to PATH (default: standard error)")
     config = commands.add_parser("config", help="work with configuration files")
@@ -176,9 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "show its counters (entries, bytes, hits, misses, stores, evictions).")
     cache.add_argument("action", choices=("flush", "stats"))
     cache.add_argument("--site", default=None, metavar="NAME", help="flush only this site")
-    cache.add_argument("--control", metavar="PATH", default=None,
-                       help="the server's control socket (default: as for `run`)")
-    cache.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _server_options(cache)
     for verb, text in (("list", "list apppools, wp (worker processes) or requests (executing "
                         "and queued)"), ("recycle", "recycle an application pool, overlapped"),
                        ("stop", "stop an application pool: its requests get 503"),
@@ -189,16 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("object", choices=("apppool",))
             sub.add_argument("name", metavar="NAME")
-        sub.add_argument("--control", metavar="PATH", default=None,
-                         help="the server's control socket (default: as for `run`)")
-        sub.add_argument("--json", action="store_true", help="print the answer as JSON")
+        _server_options(sub)
     return parser
+
+
+def _server_options(verb: argparse.ArgumentParser) -> None:
+    """How a verb names the server it talks to, and --json."""
+    which = verb.add_mutually_exclusive_group()
+    which.add_argument("--port", type=int, default=None, metavar="N",
+                       help="the server that `webgarden run` started on port N")
+    which.add_argument("--config", default=None, metavar="FILE",
+                       help="the server that `webgarden serve` started with FILE")
+    which.add_argument("--control", metavar="PATH", default=None,
+                       help="the server's control socket (default: $WEBGARDEN_CONTROL, else "
+                       "the only server listening in the runtime directory)")
+    verb.add_argument("--json", action="store_true",
+                      help="print the server's answer as JSON (sizes in bytes)")
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
     import json
 
-    from webgarden.admin.control import ControlError, call, default_path
+    from webgarden.admin.control import ControlError, call, client_path
+    from webgarden.cli.output import answer
 
     if args.command == "cache":
         request = {"verb": args.action, "object": "cache", "name": args.site}
@@ -206,37 +229,28 @@ def cmd_admin(args: argparse.Namespace) -> int:
         request = {"verb": args.command, "object": args.object,
                    "name": getattr(args, "name", None)}
     try:
-        result = call(args.control or default_path(), request)
+        result = call(client_path(args.control, args.port, args.config), request)
     except ControlError as exc:
         print(f"webgarden: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json or not isinstance(result, list):
-        print(json.dumps(result, indent=None if not args.json else 2))
-        return EXIT_OK
-    if not result:
-        print("(none)")
-        return EXIT_OK
-    columns = list(result[0])
-    rows = [[str(row.get(c, "")) for c in columns] for row in result]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(answer(request["verb"], result))
     return EXIT_OK
 
 
 def _serve(
-    config: ServerConfig, config_path: str | None, control: str | None,
+    config: ServerConfig, config_path: str | None, control: str,
     banner: Callable[[Server], str],
 ) -> int:
     import uvloop
 
-    from webgarden.admin.control import default_path
     from webgarden.server import Server, StartupError
 
     async def serve() -> int:
         try:
-            server = Server(config, config_path, control or default_path())
+            server = Server(config, config_path, control)
             await server.start()
         except StartupError as exc:
             print(f"webgarden: {exc}", file=sys.stderr)
@@ -267,7 +281,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{len(config.pools)} pool(s) on {addresses}; SIGHUP reloads, Ctrl-C stops"
         )
 
-    return _serve(config, args.config, args.control, banner)
+    from webgarden.admin.control import config_path, server_path
+
+    control = server_path(config_path(args.config), args.control)
+    return _serve(config, args.config, control, banner)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -305,6 +322,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         rapid_fail_max_crashes=args.rapid_fail_max_crashes,
         identity=args.identity,
     )
+    if args.app != DEMO_APP:
+        # The app is imported "from the current directory": the configuration says so by
+        # naming it, as the pool's whole import path (never the cwd implicitly).
+        from dataclasses import replace
+
+        pool = replace(config.pools[0], python_path=(os.getcwd(),))
+        config = replace(config, pools=(pool,))
 
     def banner(server: Server) -> str:
         host, port = server.listener.addresses()[0]
@@ -314,12 +338,31 @@ def cmd_run(args: argparse.Namespace) -> int:
             "Ctrl-C stops"
         )
 
-    return _serve(config, None, args.control, banner)
+    from webgarden.admin.control import port_path, server_path
+
+    return _serve(config, None, server_path(port_path(port), args.control), banner)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A reader that goes away (`webgarden config check FILE | head`) ends
+    it quietly, as it ends `cat`: the rest of the output has no one to read it."""
+    try:
+        code = _command(argv)
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, or at exit
+    except BrokenPipeError:
+        # Python's recipe (the signal module's "Note on SIGPIPE"): point stdout at devnull
+        # so the interpreter's own flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ[VERBOSE_ENV] = "1"  # inherited by every worker and template
     if args.command == "run":
         return cmd_run(args)
     if args.command == "serve":

@@ -134,6 +134,22 @@ def format_timespan(seconds: float) -> str:
     return f"{days}.{text}" if days else text
 
 
+_BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def format_bytes(count: float) -> str:
+    """Bytes -> `512 B`, `1.5 KiB`, `12.3 MiB`, `2.0 GiB`: the one spelling of a size the
+    command line prints (binary units, as `free -h` and `ls -lh`, one decimal from KiB up)."""
+    if count < 1024:
+        return f"{int(count)} B"
+    value = float(count)
+    for unit in _BYTE_UNITS:
+        value /= 1024
+        if round(value, 1) < 1024 or unit == _BYTE_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 class TimeSpan(Kind[float]):
     """timeSpan with IIS's `timeSpanRange "min,max,granularity"` (seconds)."""
 
