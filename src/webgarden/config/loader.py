@@ -54,6 +54,7 @@ from webgarden.config.model import (
 from webgarden.config.reader import Reader, Report
 from webgarden.config.schema import child, collection, spec_of
 from webgarden.config.summary import summary
+from webgarden.config.unenforced import scan
 from webgarden.config.webserver import WebServerConfig
 
 if TYPE_CHECKING:  # xmltree pulls in xml.sax and urllib: imported when a file is parsed
@@ -156,6 +157,7 @@ def _load_text(text: str | bytes, filename: str, base_dir: str | None
     sites = tuple(_resolve_physical_paths(s, base_dir) for s in _canonical_pools(host))
     web = document.web_server
     config = ServerConfig(sites=sites, pools=pools, limits=host.web_limits,
+                          unsupported=scan(root, filename, Configuration),
                           server_runtime=web.server_runtime,
                           web_server=WebServerConfig(**{f.name: getattr(web, f.name)
                                                         for f in fields(WebServerConfig)}))

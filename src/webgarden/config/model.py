@@ -40,6 +40,7 @@ from webgarden.config.sites import (
     TraceFailedRequestsLoggingConfig,
     VirtualDirectoryConfig,
 )
+from webgarden.config.unenforced import Unsupported
 from webgarden.config.values import INT_MAX, UINT_MAX, Bool, Choice, Integer, Text, TimeSpan
 from webgarden.config.webserver import WebServerConfig
 
@@ -125,6 +126,7 @@ class ServerConfig:
     listen_address: str = "127.0.0.1"  # where a "*" binding listens (loopback by default)
     server_runtime: ServerRuntimeConfig = field(default_factory=ServerRuntimeConfig)
     source: str | None = None  # the file it was loaded from
+    unsupported: tuple[Unsupported, ...] = ()  # settings it sets that nothing enforces yet
     web_server: WebServerConfig = field(default_factory=WebServerConfig)  # system.webServer
 
     def pool(self, name: str) -> PoolConfig:
