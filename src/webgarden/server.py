@@ -39,6 +39,7 @@ from webgarden.admin.verbs import handler
 from webgarden.aio import background
 from webgarden.compression import CompressionRules
 from webgarden.config.model import ServerConfig
+from webgarden.config.unenforced import announce
 from webgarden.events import EventLog
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
@@ -120,6 +121,7 @@ class Server:
                 )
         await self.listener.serve()
         self.events.release()
+        announce(self.events, self.config.unsupported)  # config.unsupported, one per setting
         self.events.emit(
             "server.started",
             pid=os.getpid(),
@@ -194,6 +196,7 @@ class Server:
         except ConfigError as exc:
             self.events.emit("config.rejected", file=self.config_path, error=str(exc))
             return
+        announce(self.events, new.unsupported)
         change = diff(self.config, new)
         if not change:
             self.events.emit("config.unchanged", file=self.config_path)

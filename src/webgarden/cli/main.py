@@ -297,7 +297,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         print(f"{args.file}: {len(errors)} error(s)", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    print(summary(load(args.file)))
+    config = load(args.file)
+    print(summary(config))
+    if config.unsupported:
+        print(f"\nAccepted, but not acted on ({len(config.unsupported)}):")
+        for use in config.unsupported:
+            print(f"  {use}")
     return EXIT_OK
 
 
