@@ -114,6 +114,15 @@ def application(environ, start_response):
         body = f"call {CALLS[path]}".encode()
         start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
         return [body]
+    if path in ("/cached-gen", "/cached-gen-big", "/uncached-gen"):
+        # Generators, not lists: the response cache must not depend on the iterable's type.
+        CALLS[path] = CALLS.get(path, 0) + 1
+        control = "no-cache" if path == "/uncached-gen" else "public, max-age=60"
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Cache-Control", control)])
+        pieces = int(params.get("pieces", "3"))
+        size = 300 * 1024 if path == "/cached-gen-big" else 0
+        return (piece for piece in [f"call {CALLS[path]}".encode()]
+                + [b"." * (size // pieces)] * pieces)
     if path == "/text":
         body = b"All work and no play makes a dull garden.\n" * int(params.get("lines", "100"))
         return _reply(start_response, body, ctype="text/plain; charset=utf-8")

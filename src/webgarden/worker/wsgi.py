@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -326,6 +327,52 @@ def _check_head(
     return (code, text.encode("latin-1")), length, content_type, encoded
 
 
+#: The most a cacheable iterator is gathered before it streams: the most one RESPONSE frame
+#: carries, as for a list, and the cache's default maxResponseSize (256 KB), so a larger
+#: response is streamed and not cached, as HTTP.sys does.
+MAX_GATHER = MAX_CHUNK
+
+
+def _shared_cacheable(response: Response) -> bool:
+    """Whether the listener's cache may keep this response: a 200 to a GET whose
+    Cache-Control says public and max-age or s-maxage, and no no-store, no-cache or
+    private (cache.py decides the rest). One look at the serialized head, done only for
+    iterators that have not started: what a list or write() would not meet anyway."""
+    assert response.head is not None
+    code, head = response.head
+    if code != 200 or response.stream.head.method != "GET":
+        return False
+    if response.content_length > MAX_GATHER:
+        return False
+    lower = head.lower()
+    values = []
+    at = lower.find(b"\r\ncache-control:")
+    while at >= 0:
+        end = lower.index(b"\r\n", at + 2)
+        values.append(lower[at + 16:end])
+        at = lower.find(b"\r\ncache-control:", end)
+    control = b",".join(values)
+    return (b"public" in control and (b"max-age" in control or b"s-maxage" in control)
+            and b"no-store" not in control
+            and b"no-cache" not in control and b"private" not in control)
+
+
+def _gather(result: Iterable[bytes], limit: int) -> tuple[list[bytes], Iterator[bytes] | None]:
+    """The app's chunks until they pass `limit` bytes, and the rest of its iterator (None:
+    it ended within the limit). Holds at most `limit` plus one chunk."""
+    iterator = iter(result)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in iterator:
+        if not isinstance(chunk, bytes | bytearray):
+            raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return chunks, iterator
+    return chunks, None
+
+
 class WSGIHost:
     def __init__(
         self, apps: list[WSGIApp], channel: Channel, pool: str,
@@ -418,10 +465,18 @@ class WSGIHost:
         if isinstance(result, list | tuple) and not response.head_sent:
             body = b"".join(result)
             if len(body) <= MAX_CHUNK:
-                if self.compression is not None and not head_only:
-                    body = self._compress(response, body)
-                response.send_head(body, end=True)
+                self._send_whole(response, body, head_only)
                 return
+        elif not response.head_sent and not head_only and _shared_cacheable(response):
+            # The listener's cache stores only whole responses (one RESPONSE frame with END):
+            # gather a cacheable iterator up to the bound, as a list would be, and stream it
+            # past that. Only 200s to GET that say public and max-age wait for this.
+            gathered, rest = _gather(result, MAX_GATHER)
+            body = b"".join(gathered)
+            if rest is None and response.content_length in (-1, len(body)):
+                self._send_whole(response, body, head_only)
+                return
+            result = itertools.chain(gathered, rest or ())
         for chunk in result:
             if not isinstance(chunk, bytes | bytearray):
                 raise TypeError(f"the application yielded {type(chunk).__name__}, not bytes")
@@ -438,6 +493,12 @@ class WSGIHost:
             response.send_head(b"", end=True)
         else:
             response.end()
+
+    def _send_whole(self, response: Response, body: bytes, head_only: bool) -> None:
+        """The whole response in one frame: the form the listener may cache."""
+        if self.compression is not None and not head_only:
+            body = self._compress(response, body)
+        response.send_head(body, end=True)
 
     def _compress(self, response: Response, body: bytes) -> bytes:
         """IIS's dynamic compression (urlCompression, httpCompression) of a whole body: a
