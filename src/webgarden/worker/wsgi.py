@@ -10,6 +10,8 @@ Rules:
   mistaken for a whole one.
 * `close()` of the app's iterable is always called, whatever happened.
 * A response that is one small piece goes out as one RESPONSE frame (head and body, END).
+  So does an iterator the listener's cache may keep (a 200 to a GET, public with a
+  max-age) that ends within MAX_GATHER: the cache stores only whole responses.
   Anything else streams as RESPONSE_BODY frames within the stream's send window.
 * `wsgi.file_wrapper` over a real file is not read here: the worker sends SENDFILE and the
   listener transmits the file zero-copy (IIS's TransmitFile), then says FILE_DONE.
