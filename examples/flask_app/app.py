@@ -27,7 +27,8 @@ from flask import (
     stream_with_context,
 )
 
-HERE = Path(__file__).resolve().parent
+# Not .resolve(): see BASE_DIR in examples/django_app/mysite/settings.py.
+HERE = Path(__file__).parent
 DOWNLOAD = HERE / "static" / "garden.txt"
 STREAM_LINES = 200
 

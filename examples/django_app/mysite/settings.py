@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent
+# Not .resolve(): under a root server in a private directory the worker reaches this
+# directory through a descriptor (/proc/self/fd/N), and resolving that gives back the
+# private path its user cannot enter.
+BASE_DIR = Path(__file__).parent
 
 # Set DJANGO_SECRET_KEY in production; this default is for the example only.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "webgarden-example-not-a-secret")

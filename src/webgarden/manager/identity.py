@@ -12,9 +12,20 @@ Rules:
   as IIS's LocalSystem is its most privileged account. Only an explicit choice gets this.
 * Any other identity type on a server that is not root: the workers run as the server's
   own user (nothing to switch).
-* Before a pool starts, the manager checks that its user can run the interpreter and read
-  the application's directories (`access_problem`), so a layout that would fail (Python
-  installed under a private home, say) is one clear error, not a crash loop.
+* A root server starts every worker and template as root, with the pool's identity as
+  arguments: the process opens its import directories, then becomes that user before it
+  imports any application code (`worker.privileges`). So the checkout, the venv and the
+  applications may sit in a private directory (a clone under /root, `mktemp -d`): only the
+  directories themselves must be readable by the pool's user, not their ancestors.
+* Before a pool starts, the manager checks that its user can read each of the pool's
+  import directories (`access_problem`), so a layout that would fail is one line naming the
+  directory and the fix, not a crash loop.
+* A pool's import path is exactly what its configuration names (`import_path`): its
+  `pythonPath` (`webgarden run` puts the directory it was started in there), then the
+  server's own PYTHONPATH, set by the operator. Never the server's working directory by
+  itself: a module planted there by one pool's user would run in every other pool. The
+  interpreter starts with `-P` and without PYTHONPATH in its environment, so that nothing
+  but the interpreter's own directories is importable while it is still root.
 
 Problems are `IdentityError`s with one line for the user, found when the configuration is
 applied, before any worker starts.
@@ -25,6 +36,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 UNPRIVILEGED_USER = "nobody"
@@ -96,25 +108,43 @@ def _allowed(st: os.stat_result, identity: Identity, bits: int) -> bool:
     return mode & bits == bits
 
 
-def access_problem(identity: Identity, executable: str, directories: list[str]) -> str | None:
-    """Why `identity` could not run `executable` or read `directories`, or None if it can.
-
-    Walks every directory above each path for search permission, as the kernel will.
-    """
-    wanted = [(os.path.realpath(executable), 1)] + [(os.path.realpath(d), 5) for d in directories]
-    for path, bits in wanted:
-        parts = path.split("/")
-        for i in range(2, len(parts)):
-            parent = "/".join(parts[:i])
-            try:
-                if not _allowed(os.stat(parent), identity, 1):
-                    return f"{identity.user!r} cannot enter {parent} (needed for {path})"
-            except OSError:
-                return f"{parent} cannot be inspected"
+def access_problem(identity: Identity, directories: Sequence[str]) -> str | None:
+    """Why `identity` could not import from `directories`, or None if it can: a phrase
+    naming the directory and the fix. Each directory must be readable and searchable by
+    the user; its ancestors need not be, as the worker opens it while still root."""
+    for directory in directories:
+        path = os.path.realpath(directory)
         try:
-            if not _allowed(os.stat(path), identity, bits):
-                need = "run" if bits == 1 else "read"
-                return f"{identity.user!r} cannot {need} {path}"
+            st = os.stat(path)
         except OSError as exc:
-            return f"{path}: {exc.strerror}"
+            return f"cannot use {directory}: {exc.strerror}"
+        if not _allowed(st, identity, 5):
+            return (f"cannot read {path}: chmod o+rx {path}, or give the pool a userName "
+                    "that can (processModel identityType=\"SpecificUser\" userName=...)")
     return None
+
+
+def import_path(python_path: Sequence[str]) -> list[str]:
+    """A pool's import path, first entry first: its pythonPath, then the server's
+    PYTHONPATH (absolute entries only: an empty or relative one would mean the server's
+    working directory)."""
+    extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return list(dict.fromkeys([*python_path, *(p for p in extra if os.path.isabs(p))]))
+
+
+def worker_command(
+    argv: Sequence[str], identity: Identity | None, python_path: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start a worker or a template (`argv`: the
+    interpreter, `-m`, the module and its arguments) with the pool's import path, as root
+    told to become `identity`, or as the server's own user when `identity` is None."""
+    command = [argv[0], "-P", *argv[1:]]  # -P: the working directory is not on sys.path
+    for path in import_path(python_path):
+        command += ["--path", path]
+    if identity is not None:
+        command += ["--uid", str(identity.uid), "--gid", str(identity.gid)]
+        for gid in identity.groups:
+            command += ["--group", str(gid)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return command, env
+

@@ -26,7 +26,6 @@ The manager <-> worker contract:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import faulthandler
 import importlib
 import logging
@@ -35,6 +34,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from typing import Any
 
 import msgspec
@@ -43,6 +43,7 @@ import webgarden.worker
 from webgarden.compression import CompressionRules
 from webgarden.ipc import messages
 from webgarden.ipc.frames import FrameType
+from webgarden.worker import privileges
 from webgarden.worker.channel import Channel
 from webgarden.worker.wsgi import WSGIApp, WSGIHost
 
@@ -50,7 +51,11 @@ EXIT_OK = 0
 EXIT_LOAD_FAILED = 3  # the application could not be imported or is not callable
 EXIT_LISTENER_GONE = 4  # the socketpair closed under us
 
-PR_SET_PDEATHSIG = 1
+#: Set by `--verbose` on `run` or `serve` (inherited): a failed import prints its traceback.
+VERBOSE_ENV = "WEBGARDEN_VERBOSE"
+#: The pool's import path as this process reaches it: a failed import is located in the
+#: deepest frame under one of these (the application's code, not a library's).
+APP_PATHS: list[str] = []
 
 
 class AppLoadError(Exception):
@@ -64,8 +69,14 @@ def load_app(spec: str) -> WSGIApp:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the app's own import errors are the user's to see
+        if os.environ.get(VERBOSE_ENV):
+            text = "".join(traceback.format_exception(exc))
+            sys.stderr.write(privileges.shown_text(text))
+            sys.stderr.flush()
+        place = failing_line(exc)
         raise AppLoadError(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"cannot import module {module_name!r}: {place + ': ' if place else ''}"
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     obj: Any = module
     for part in attr.split("."):
@@ -79,12 +90,19 @@ def load_app(spec: str) -> WSGIApp:
     return app
 
 
-def die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+def failing_line(exc: BaseException) -> str:
+    """"file:line" of the frame that failed: the deepest in the application's code (under
+    APP_PATHS), else the deepest outside the import machinery; "" if there is none."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{privileges.shown(exc.filename)}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<") and f.filename != __file__]
+    roots = tuple(p.rstrip("/") + "/" for p in APP_PATHS)
+    mine = [f for f in frames if roots and f.filename.startswith(roots)]
+    if not (mine or frames):
+        return ""
+    frame = (mine or frames)[-1]
+    return f"{privileges.shown(frame.filename)}:{frame.lineno}"
 
 
 def _rules(text: str) -> CompressionRules | None:
@@ -101,8 +119,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app", action="append", default=[], required=True)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=0)
-    parser.add_argument("--path", action="append", default=[])
+    privileges.add_arguments(parser)
     parser.add_argument("--stacks-fd", type=int, default=-1)
+    parser.add_argument("--descriptor-fd", type=int, default=-1,
+                        help="SOCK_SEQPACKET socket for passing files to the listener")
     parser.add_argument("--compression", default="",
                         help="the server's compression rules, JSON (dynamic responses)")
     return parser.parse_args(argv)
@@ -110,16 +130,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    die_with_parent()
-    for path in reversed(args.path):
-        sys.path.insert(0, path)
+    privileges.die_with_parent()
+    try:
+        APP_PATHS[:] = privileges.enter_pool(args)  # as the pool's user from here on
+    except (privileges.PrivilegeError, OSError) as exc:
+        channel = Channel(socket.socket(fileno=args.fd))
+        reason = f"cannot become the pool's user: {exc}"
+        channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(reason)))
+        return EXIT_LOAD_FAILED
     return serve(args.fd, args.pool, args.app, args.threads, args.prefetch, args.stacks_fd,
-                 args.compression)
+                 args.compression, descriptor_fd=args.descriptor_fd)
 
 
 def serve(
     fd: int, pool: str, specs: list[str], threads: int, prefetch: int, stacks_fd: int,
-    compression: str,
+    compression: str, descriptor_fd: int = -1,
 ) -> int:
     """Run the worker on socket `fd`: load `specs` (already imported when forked from a
     template), start `threads`, say READY, serve until STOP. Returns the exit code."""
@@ -137,7 +162,10 @@ def serve(
     )
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
-    channel = Channel(sock)
+    # The descriptor socket carries files for the zero-copy path (SCM_RIGHTS) to the
+    # listener; without it, wsgi.file_wrapper is read and sent as body frames.
+    fd_sock = socket.socket(fileno=descriptor_fd) if descriptor_fd >= 0 else None
+    channel = Channel(sock, fd_sock)
     try:
         apps = [load_app(spec) for spec in specs]
     except AppLoadError as exc:

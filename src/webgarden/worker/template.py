@@ -1,9 +1,11 @@
 """A pool's template process (smart spawning): imports the applications once, then forks
 workers that are ready in milliseconds.
 
-The manager starts it as the pool's identity with `--control-fd` (a SOCK_SEQPACKET socket,
-messages in `ipc.spawn`), the pool's applications and its Python path. It imports the
-worker's own modules and every application, says `Loaded`, and then answers each `Fork`:
+The manager starts it with `--control-fd` (a SOCK_SEQPACKET socket, messages in
+`ipc.spawn`), the pool's applications, its import path and, under a root server, its
+identity: started as root, it becomes the pool's user before it imports anything of the
+applications (`worker.privileges`). It imports the worker's own modules and every
+application, says `Loaded`, and then answers each `Fork`:
 
 * If a module file it imported changed on disk since (mtime or size), it answers `Stale`
   and forks nothing: the manager replaces it with a fresh template, so a worker never runs
@@ -38,11 +40,12 @@ import time
 import traceback
 
 from webgarden.ipc import spawn
+from webgarden.worker import privileges
 from webgarden.worker.main import (
+    APP_PATHS,
     EXIT_LOAD_FAILED,
     EXIT_OK,
     AppLoadError,
-    die_with_parent,
     load_app,
     serve,
 )
@@ -57,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--pool", required=True)
     parser.add_argument("--app", action="append", default=[], required=True)
-    parser.add_argument("--path", action="append", default=[])
+    privileges.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -88,16 +91,20 @@ def first_changed(files: dict[str, tuple[int, int]]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    die_with_parent()
+    privileges.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for path in reversed(args.path):
-        sys.path.insert(0, path)
     control = socket.socket(fileno=args.control_fd)
     control.setblocking(True)
 
     def send(message: spawn.FromTemplate) -> None:
         control.send(spawn.encoder.encode(message))
+
+    try:
+        APP_PATHS[:] = privileges.enter_pool(args)  # as the pool's user from here on
+    except (privileges.PrivilegeError, OSError) as exc:
+        send(spawn.LoadFailed(f"cannot become the pool's user: {exc}"))
+        return EXIT_LOAD_FAILED
 
     started = time.perf_counter()
     try:
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             changed = first_changed(files)
             if changed is not None:
-                send(spawn.Stale(changed))
+                send(spawn.Stale(privileges.shown(changed)))
                 continue
             try:
                 pid = fork_worker(request, fds, control, args.app)
@@ -180,9 +187,9 @@ def become_worker(
         while os.getppid() == middle and time.monotonic() < deadline:
             os.sched_yield()  # the intermediate process exits right after the fork
         if os.getppid() == request.server_pid:
-            die_with_parent()
+            privileges.die_with_parent()
         code = serve(fds[0], request.pool, specs, request.threads, request.prefetch, fds[1],
-                     request.compression)
+                     request.compression, descriptor_fd=fds[2])
     except BaseException:
         traceback.print_exc()
     finally:
