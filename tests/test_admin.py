@@ -95,3 +95,31 @@ def test_verbs_on_an_unknown_pool_or_without_a_server_are_clear_errors(start_ser
     server.control = str(tmp_path / "nothing.sock")
     result = server.admin("list", "apppools")
     assert result.returncode == 2 and "no webgarden server is listening" in result.stderr
+
+
+def test_verbs_answer_people_in_text_and_programs_in_json(start_server) -> None:
+    server = start_server("testapp:application")
+    server.wait_event(lambda e: e["event"] == "worker.ready")
+    stats = server.admin("cache", "stats")
+    assert stats.returncode == 0, stats.stderr
+    lines = stats.stdout.splitlines()
+    assert [line.split()[0] for line in lines][:3] == ["entries", "bytes", "hits"]
+    assert lines[1].split(None, 1)[1] == "0 B" and "{" not in stats.stdout
+    assert _json(server, "cache", "stats")["bytes"] == 0
+    pid = server.worker_pids()[0]
+    recycled = server.admin("recycle", "apppool", "DefaultAppPool")
+    assert recycled.returncode == 0, recycled.stderr
+    assert recycled.stdout == (f"recycling application pool 'DefaultAppPool'; "
+                               f"replacing worker(s) {pid}\n")
+    flushed = server.admin("cache", "flush")
+    assert flushed.stdout == "flushed 0 cache entries\n"
+
+
+def test_list_wp_shows_memory_in_binary_units(start_server) -> None:
+    server = start_server("testapp:application")
+    server.wait_event(lambda e: e["event"] == "worker.ready")
+    table = server.admin("list", "wp").stdout.splitlines()
+    header = table[0].split()
+    rss = table[1].split()[header.index("rss"):][:2]  # "12.3 MiB": a number and a unit
+    assert float(rss[0]) > 0 and rss[1] in ("KiB", "MiB", "GiB"), table
+    assert isinstance(_json(server, "list", "wp")[0]["rss"], int)  # bytes, for programs
