@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from webgarden.config.model import Binding, PoolConfig, ServerConfig
-from webgarden.config.values import format_timespan
+from webgarden.config.values import format_bytes, format_timespan
 
 
 def summary(config: ServerConfig) -> str:
@@ -52,4 +52,8 @@ def _recycle(pool: PoolConfig) -> str:
     when = [f"every {format_timespan(restart.time)}"] if restart.time else []
     when += [f"at {format_timespan(t)}" for t in restart.schedule]
     when += [f"after {restart.requests} requests"] if restart.requests else []
+    # IIS gives memory limits in KB; shown in the command line's one spelling of a size.
+    when += [f"over {format_bytes(restart.memory * 1024)} virtual memory"] if restart.memory else []
+    when += ([f"over {format_bytes(restart.private_memory * 1024)} private memory"]
+             if restart.private_memory else [])
     return f"recycle {' or '.join(when)}" if when else "no periodic recycle"
