@@ -122,3 +122,23 @@ def test_a_control_directory_others_can_write_is_refused(tmp_path: Path) -> None
         env={**os.environ, "PYTHONPATH": str(APPS)})
     assert result.returncode == 2
     assert "writable by no one else" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_run_servers_with_every_default_both_start_and_both_answer_list(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No runtime directory chosen: /run/webgarden as root, the user's own otherwise.
+    monkeypatch.delenv(control.ENV_DIR, raising=False)
+    monkeypatch.delenv(control.ENV_PATH, raising=False)
+    ports = free_port(), free_port()
+    started = []
+    try:
+        for port in ports:
+            started.append(ServerProcess(["run", "testapp:application", "--bind",
+                                          f"127.0.0.1:{port}"], tmp_path))
+        assert [s.control for s in started] == [control.port_path(p) for p in ports]
+        for port in ports:
+            shown = verb("list", "apppools", "--port", str(port))
+            assert shown.returncode == 0 and "DefaultAppPool" in shown.stdout, shown.stderr
+    finally:
+        for server in started:
+            server.stop()

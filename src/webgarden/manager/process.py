@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig
@@ -35,7 +35,10 @@ from webgarden.manager.template import (
 )
 
 if TYPE_CHECKING:
-    from webgarden.manager.pool import AppPool
+    from webgarden.config.model import PoolConfig
+    from webgarden.events import EventLog
+    from webgarden.listener.request_fate import RequestFate
+    from webgarden.manager.identity import Identity
 
 #: Socket buffer for the listener <-> worker socketpair, each direction.
 SOCKET_BUFFER = 1024 * 1024
@@ -56,7 +59,29 @@ def _threads(pid: int) -> list[int]:
 
 
 class WorkerProcess:
-    def __init__(self, pool: AppPool, template: Template | None = None) -> None:
+    def __init__(self, pool: WorkerOwner, template: Template | None = None, wid: int = 0
+                 ) -> None:
+class WorkerOwner(Protocol):
+    """What a worker needs of its pool, and how it reports to it (the pool is handed in;
+    this module never imports it)."""
+    config: PoolConfig
+    apps: list[ApplicationConfig]
+    events: EventLog
+    identity: Identity | None
+    requests: RequestFate
+    compression: str
+    spawned: int
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]: ...
+    def template_for_spawn(self) -> Template | None: ...
+    def on_spawned(self, worker: WorkerProcess) -> None: ...
+    def on_ready(self, worker: WorkerProcess) -> None: ...
+    def on_link_free(self, worker: WorkerProcess) -> None: ...
+    def withdraw(self, worker: WorkerProcess) -> None: ...
+    def count_failure(self, worker: WorkerProcess, what: str) -> None: ...
+    def on_orphaned(self, worker: WorkerProcess) -> None: ...
+    def on_worker_exit(self, worker: WorkerProcess) -> None: ...
+    def recycle(self, reason: str, workers: list[WorkerProcess] | None = None,
+                **fields: object) -> None: ...
         self.pool = pool
         self.template = template  # smart spawning: fork from it (it counts this worker)
         self.forked = False  # forked from a template, not started as a new interpreter
@@ -72,6 +97,7 @@ class WorkerProcess:
         self.failed: str | None = None  # why the manager gave up on it (no crash to count then)
         self.exit_state: WorkerState | None = None  # its state when it exited
         self._ping_deadline: asyncio.TimerHandle | None = None
+        self.wid = wid  # the supervisor's name for it
         self.last_active = 0.0  # loop time of its last finished request (idleTimeout)
         self.cpu: int | None = None  # the CPU it is pinned to (smpAffinitized)
         self.loop = asyncio.get_event_loop()
@@ -132,10 +158,9 @@ class WorkerProcess:
         else:
             self.transition("spawned")
         self._pin()
-        pool.cpu.worker_started(self.pid)
         self._pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self._pidfd, self._on_exit)
-        pool.spawned += 1
+        pool.on_spawned(self)
         identity = pool.identity
         pool.events.emit(
             "worker.start", pool=pool.config.name, pid=self.pid,
@@ -149,7 +174,7 @@ class WorkerProcess:
         # a millisecond, and its READY may be read before create_unix_connection returns.
         link = self.link = WorkerLink(
             self._on_control,
-            lambda link, lost: pool.on_link_lost(self, lost),
+            pool.requests.link_lost,  # the listener decides what becomes of its requests
             lambda link: pool.on_link_free(self),
         )
         link.apps = {app: index for index, app in enumerate(apps)}
@@ -296,8 +321,7 @@ class WorkerProcess:
     def orphan(self, reason: str) -> None:
         """Out of service but alive, for a debugger; orphanActionExe runs with its pid."""
         self.transition("orphan")
-        if self.link is not None:
-            self.pool.queue.remove_upstream(self.link)
+        self.pool.withdraw(self)
         failure = self.pool.config.failure
         self.pool.events.emit(
             "worker.orphaned", pool=self.pool.config.name, pid=self.pid, reason=reason
@@ -309,7 +333,7 @@ class WorkerProcess:
                                  stdin=subprocess.DEVNULL, start_new_session=True)
             except OSError as exc:
                 self.pool.events.emit("worker.orphan_action_failed", pid=self.pid, error=str(exc))
-        self.pool.converge()
+        self.pool.on_orphaned(self)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -396,8 +420,6 @@ class WorkerProcess:
         if self.state in (WorkerState.EXITED, WorkerState.ORPHANED):
             return
         self.transition("drain")
-        if self.link is not None:
-            self.pool.queue.remove_upstream(self.link)
         self._timers.append(
             self.loop.call_later(self.pool.config.shutdown_time_limit, self._shutdown_expired)
         )
