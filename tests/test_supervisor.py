@@ -100,7 +100,7 @@ def test_an_on_demand_pool_spawns_at_the_first_request_and_idle_retires_it() -> 
 
 
 def test_restart_backoff_doubles_up_to_its_cap_and_one_ready_worker_resets_it() -> None:
-    sup, (wid,) = started_pool(Policy(rapid_fail=False))
+    sup, _ = started_pool(Policy(rapid_fail=False))
     sup.handle(RecycleRequested("OnDemand"), 0.0)  # the replacement will never get ready
     first, cap = RESTART_BACKOFF
     delays = []
@@ -122,11 +122,11 @@ def test_restart_backoff_doubles_up_to_its_cap_and_one_ready_worker_resets_it() 
 
 
 def test_a_recycle_cancels_a_pending_respawn_and_tries_at_once() -> None:
-    sup, (wid,) = started_pool(Policy(rapid_fail=False))
+    sup, _ = started_pool(Policy(rapid_fail=False))
     sup.handle(RecycleRequested("OnDemand"), 0.0)
     new = max(sup.members)
     assert any(isinstance(a, RespawnIn) for a in sup.handle(Exited(new, 1), 0.0))
-    actions = sup.handle(RecycleRequested("ConfigChange", new_generation=True), 0.0)
+    actions = sup.handle(ConfigApplied(Policy(rapid_fail=False), recycle=True), 0.0)
     assert CancelRespawn() in actions and len(spawns(actions)) == 1
 
 
@@ -209,7 +209,8 @@ def test_exits_are_classified_from_what_the_supervisor_knew() -> None:
     assert classify(Member(WorkerState.STARTING), None) is ExitKind.CRASH
     assert classify(Member(WorkerState.STARTING), "ImportError") is ExitKind.LOAD_FAILURE
     assert classify(Member(WorkerState.DRAINING, retiring=True), None) is ExitKind.RETIRED
-    assert classify(Member(WorkerState.SPAWNING), None) is ExitKind.RETIRED  # never ran
+    assert classify(Member(WorkerState.DRAINING), None) is ExitKind.RETIRED  # pool stopping
+    assert classify(Member(WorkerState.SPAWNING), None) is ExitKind.CRASH  # could not start
     assert classify(Member(WorkerState.READY, failed="pingResponseTime"), None) is (
         ExitKind.GIVEN_UP)
 
@@ -228,5 +229,5 @@ def test_stopping_drains_everyone_and_says_when_all_have_exited() -> None:
 
 def test_an_event_out_of_order_is_an_illegal_transition_naming_state_and_event() -> None:
     sup, (wid,) = started_pool(Policy())
-    with pytest.raises(IllegalTransition, match="Ready.*'ready'"):
+    with pytest.raises(IllegalTransition, match=r"Ready.*'ready'"):
         sup.handle(Ready(wid), 0.0)

@@ -43,6 +43,7 @@ from webgarden.config.unenforced import announce
 from webgarden.events import EventLog
 from webgarden.listener import errors
 from webgarden.listener.pool_queue import PoolQueue
+from webgarden.listener.request_fate import RequestFate
 from webgarden.listener.server import BindError, Listener
 from webgarden.manager import reaper
 from webgarden.manager.identity import IdentityError
@@ -69,7 +70,8 @@ class Server:
         self.queues = {p.name: PoolQueue(p.name, p.queue_length) for p in config.pools}
         try:
             self.pools = {
-                p.name: AppPool(p, config.applications_of(p.name), self.queues[p.name], self.events)
+                p.name: AppPool(p, config.applications_of(p.name),
+                                RequestFate(self.queues[p.name], self.events), self.events)
                 for p in config.pools
             }
         except IdentityError as exc:
@@ -204,7 +206,8 @@ class Server:
         try:
             added = {
                 name: AppPool(new.pool(name), new.applications_of(name),
-                              PoolQueue(name, new.pool(name).queue_length), self.events)
+                              RequestFate(PoolQueue(name, new.pool(name).queue_length),
+                                          self.events), self.events)
                 for name in change.pools_added
             }
             for name in change.pools_changed:
@@ -220,12 +223,11 @@ class Server:
         for pool in added.values():
             pool.start()
         for pool_change in change.pool_changes:
-            pool, settings = self.pools[pool_change.name], new.pool(pool_change.name)
-            if pool_change.recycle:
-                pool.recycle("ConfigChange", settings, new.applications_of(pool_change.name))
-            else:  # disallowRotationOnConfigChange: take the settings, keep the workers
-                pool.config = settings
-                pool.queue.limit = settings.queue_length
+            # One path for every change of a pool's configuration (AppPool.apply); without
+            # recycle (disallowRotationOnConfigChange) the workers are kept.
+            name = pool_change.name
+            self.pools[name].apply(new.pool(name), new.applications_of(name)
+                                   if pool_change.recycle else None, recycle=pool_change.recycle)
         self._share_compression(new)
         self._reroute_queued(new)
         for name in change.pools_removed:

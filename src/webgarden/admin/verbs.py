@@ -7,18 +7,24 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
 from webgarden.admin.control import ControlError, Handler
-from webgarden.aio import background
 from webgarden.listener import errors
 from webgarden.manager.states import PoolState
 
 if TYPE_CHECKING:
+    from webgarden.listener.server import Listener
     from webgarden.manager.pool import AppPool
-    from webgarden.server import Server
+
+
+class Server(Protocol):
+    """What the verbs need of the server (which hands itself in: no import of it here)."""
+
+    pools: dict[str, AppPool]
+    listener: Listener
 
 
 def handler(server: Server) -> Handler:
@@ -55,6 +61,7 @@ def _pool_row(pool: AppPool) -> dict[str, Any]:
         "queued": len(pool.queue.waiting),
         "queueLength": pool.queue.limit,
         "rejected": pool.queue.rejected,
+        "triggers": list(pool.triggers.armed),
     }
 
 
@@ -116,10 +123,7 @@ async def _pool_verb(server: Server, pool: AppPool, verb: str) -> dict[str, Any]
     if verb == "stop":
         if pool.state in (PoolState.STOPPING, PoolState.STOPPED):
             raise ControlError(f"pool {name!r} is already {pool.state.value}")
-        for ex in pool.queue.take_offline(errors.POOL_DISABLED):
-            ex.fail(errors.POOL_DISABLED)
-        pool.begin_stop()
-        background(pool.stop(pool.config.shutdown_time_limit))
+        pool.shut_down(errors.POOL_DISABLED)
         return {"pool": name, "state": "Stopping"}
     if pool.state is not PoolState.STOPPED:
         raise ControlError(f"pool {name!r} is {pool.state.value}, not Stopped")

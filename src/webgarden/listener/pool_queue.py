@@ -13,6 +13,10 @@ Rules:
 * While no worker is in service (starting, restarting, recycling), requests wait here.
 * A request whose worker died before answering, and that may be safely sent again, goes
   back to the *front* (`requeue`): it was first in line once already.
+* Offline (`go_offline`: rapid-fail, a CPU-limit shutdown, an operator's stop): every
+  request, waiting or new, is refused with the pool's page, or a reset at TcpLevel. The
+  queue answers its waiting requests itself, so no caller has its own copy of that loop.
+  A refused request needs only `fail(page)` and `conn.abort()`.
 
 The queue knows workers only through the `Upstream` protocol, so it is tested without
 processes or sockets.
@@ -72,26 +76,38 @@ class PoolQueue:
             self.on_demand()
         return None
 
-    def take_offline(self, page: errors.ErrorPage | None, reset: bool = False) -> list[Queued]:
-        """Refuse requests with `page` from now on (None: accept again). The requests that
-        were waiting are returned, for the caller to answer: none of them will be served."""
+    def go_offline(self, page: errors.ErrorPage, reset: bool = False) -> int:
+        """Refuse every request with `page` from now on (IIS: a stopped pool's 503), and
+        answer the ones waiting now, each once; with `reset` (loadBalancerCapabilities
+        TcpLevel) their connections are reset instead. How many were answered."""
         self.offline = page
-        self.reset_when_offline = reset and page is not None
-        if page is None:
-            return []
+        self.reset_when_offline = reset
         refused = list(self.waiting)
         self.waiting.clear()
+        for request in refused:
+            self._refuse(request)
         self._check_empty()
-        return refused
+        return len(refused)
 
-    def requeue(self, request: Queued) -> errors.ErrorPage | None:
+    def go_online(self) -> None:
+        self.offline = None
+        self.reset_when_offline = False
+
+    def _refuse(self, request: Queued) -> None:
+        assert self.offline is not None
+        if self.reset_when_offline:
+            request.conn.abort()
+        else:
+            request.fail(self.offline)
+
+    def requeue(self, request: Queued) -> None:
         """A request to send again after its worker died: it goes first. An offline pool
-        answers its page instead, as for a new request."""
+        refuses it instead, as it would a new request."""
         if self.offline is not None:
-            return self.offline
+            self._refuse(request)
+            return
         self.waiting.appendleft(request)
         self.pump()
-        return None
 
     def remove(self, request: Queued) -> bool:
         try:

@@ -24,15 +24,17 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import psutil
 
-from webgarden.aio import background
 from webgarden.listener import errors
+from webgarden.manager.states import PoolState
 
 if TYPE_CHECKING:
-    from webgarden.manager.pool import AppPool
+    from webgarden.config.model import PoolConfig
+    from webgarden.events import EventLog
+    from webgarden.manager.process import WorkerProcess
 
 #: Seconds between CPU measurements of a pool with a limit.
 CHECK_INTERVAL = 1.0
@@ -42,8 +44,21 @@ CGROUP_V2 = "/sys/fs/cgroup"
 CGROUP_V1_CPU = "/sys/fs/cgroup/cpu"
 
 
+class GovernedPool(Protocol):
+    """What the governor needs of its pool, and how it acts on it."""
+
+    config: PoolConfig
+    events: EventLog
+    workers: list[WorkerProcess]
+
+    @property
+    def state(self) -> PoolState: ...
+    def start(self) -> None: ...
+    def shut_down(self, page: errors.ErrorPage) -> None: ...
+
+
 class CpuGovernor:
-    def __init__(self, pool: AppPool) -> None:
+    def __init__(self, pool: GovernedPool) -> None:
         self.pool = pool
         self.loop = asyncio.get_event_loop()
         self.samples: deque[tuple[float, float]] = deque()
@@ -53,13 +68,15 @@ class CpuGovernor:
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        """Arm from the pool's configuration now (again after a reload): a removed limit
+        stops the checks."""
+        self.stop()
         cpu = self.pool.config.cpu
         if not cpu.limit:
             return
         if cpu.action in ("Throttle", "ThrottleUnderLoad") and self.cgroup is None:
             self.cgroup = self._make_cgroup(cpu.limit)
-        if self._handle is None:
-            self._handle = self.loop.call_later(CHECK_INTERVAL, self._check)
+        self._handle = self.loop.call_later(CHECK_INTERVAL, self._check)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -106,15 +123,10 @@ class CpuGovernor:
                          percent=round(percent, 2), limit=limit, interval=window)
         if action != "KillW3wp":
             return
-        for ex in pool.queue.take_offline(errors.APP_SHUTDOWN):
-            ex.fail(errors.APP_SHUTDOWN)
-        pool.begin_stop()
-        background(pool.stop(pool.config.shutdown_time_limit))
+        pool.shut_down(errors.APP_SHUTDOWN)
         self.loop.call_later(window, self._restart)
 
     def _restart(self) -> None:
-        from webgarden.manager.states import PoolState
-
         if self.pool.state is PoolState.STOPPED:
             self.samples.clear()
             self.pool.start()

@@ -50,20 +50,10 @@ STACK_DUMP_GRACE = 0.1
 MAX_STACKS = 256 * 1024
 
 
-def _threads(pid: int) -> list[int]:
-    """The thread ids of a process (its pid alone if /proc cannot say)."""
-    try:
-        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return [pid]
-
-
-class WorkerProcess:
-    def __init__(self, pool: WorkerOwner, template: Template | None = None, wid: int = 0
-                 ) -> None:
 class WorkerOwner(Protocol):
     """What a worker needs of its pool, and how it reports to it (the pool is handed in;
     this module never imports it)."""
+
     config: PoolConfig
     apps: list[ApplicationConfig]
     events: EventLog
@@ -71,6 +61,7 @@ class WorkerOwner(Protocol):
     requests: RequestFate
     compression: str
     spawned: int
+
     def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]: ...
     def template_for_spawn(self) -> Template | None: ...
     def on_spawned(self, worker: WorkerProcess) -> None: ...
@@ -82,7 +73,21 @@ class WorkerOwner(Protocol):
     def on_worker_exit(self, worker: WorkerProcess) -> None: ...
     def recycle(self, reason: str, workers: list[WorkerProcess] | None = None,
                 **fields: object) -> None: ...
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of a process (its pid alone if /proc cannot say)."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return [pid]
+
+
+class WorkerProcess:
+    def __init__(self, pool: WorkerOwner, template: Template | None = None, wid: int = 0
+                 ) -> None:
         self.pool = pool
+        self.wid = wid  # the supervisor's name for it
         self.template = template  # smart spawning: fork from it (it counts this worker)
         self.forked = False  # forked from a template, not started as a new interpreter
         self.state = WorkerState.SPAWNING
@@ -97,7 +102,6 @@ class WorkerOwner(Protocol):
         self.failed: str | None = None  # why the manager gave up on it (no crash to count then)
         self.exit_state: WorkerState | None = None  # its state when it exited
         self._ping_deadline: asyncio.TimerHandle | None = None
-        self.wid = wid  # the supervisor's name for it
         self.last_active = 0.0  # loop time of its last finished request (idleTimeout)
         self.cpu: int | None = None  # the CPU it is pinned to (smpAffinitized)
         self.loop = asyncio.get_event_loop()
@@ -321,7 +325,6 @@ class WorkerOwner(Protocol):
     def orphan(self, reason: str) -> None:
         """Out of service but alive, for a debugger; orphanActionExe runs with its pid."""
         self.transition("orphan")
-        self.pool.withdraw(self)
         failure = self.pool.config.failure
         self.pool.events.emit(
             "worker.orphaned", pool=self.pool.config.name, pid=self.pid, reason=reason
@@ -420,6 +423,7 @@ class WorkerOwner(Protocol):
         if self.state in (WorkerState.EXITED, WorkerState.ORPHANED):
             return
         self.transition("drain")
+        self.pool.withdraw(self)
         self._timers.append(
             self.loop.call_later(self.pool.config.shutdown_time_limit, self._shutdown_expired)
         )

@@ -27,9 +27,10 @@ Theory of operation:
 * **Overlap.** A recycle marks the current workers retiring: with overlap their
   replacements start and each replacement that gets ready retires one old worker; with
   `disallowOverlappingRotation` the old ones drain first.
-* **Exits** are classified (`ExitKind`): a crash counts toward rapid-fail; a worker the
-  supervisor gave up on was counted when it gave up; a retired one is expected; a load
-  failure before the pool was ever ready fails the pool's start.
+* **Exits** are classified (`ExitKind`): a crash counts toward rapid-fail (if the worker
+  ran: a process that could not even be created backs off but is no crash); a worker the
+  supervisor gave up on was counted when it gave up; a drained one is expected and is
+  replaced at once; a load failure before the pool was ever ready fails the pool's start.
 """
 
 from __future__ import annotations
@@ -146,12 +147,14 @@ class TimerFired:
 class RecycleRequested:
     reason: str
     wids: tuple[int, ...] | None = None  # None: every worker
-    new_generation: bool = False  # a new configuration or application list
 
 
 @dataclass(frozen=True)
 class ConfigApplied:
+    """A new configuration for the pool; `recycle`: its workers are replaced (ConfigChange)."""
+
     policy: Policy
+    recycle: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,10 +260,10 @@ def classify(member: Member, load_error: str | None) -> ExitKind:
     """Why a worker ended, from what the supervisor knew of it when it exited."""
     if member.failed is not None:
         return ExitKind.GIVEN_UP
+    if member.retiring or member.state is WorkerState.DRAINING:
+        return ExitKind.RETIRED
     if load_error and not member.ever_ready:
         return ExitKind.LOAD_FAILURE
-    if member.retiring or member.state not in (WorkerState.STARTING, WorkerState.READY):
-        return ExitKind.RETIRED
     return ExitKind.CRASH
 
 
@@ -323,8 +326,12 @@ class Supervisor:
 
     def _on_ConfigApplied(self, event: ConfigApplied, now: float, out: list[Action]) -> None:
         self.policy = event.policy
-        self.demand = self.demand or event.policy.always_running
-        self._converge(out)
+        if self.state in (PoolState.STARTING, PoolState.STARTED):
+            self.demand = self.demand or event.policy.always_running
+        if event.recycle:
+            self._recycle(None, out)
+        else:
+            self._converge(out)
 
     # -- workers ------------------------------------------------------------------------
 
@@ -355,12 +362,13 @@ class Supervisor:
     def _on_Exited(self, event: Exited, now: float, out: list[Action]) -> None:
         member = self.members.pop(event.wid)
         kind = classify(member, event.load_error)
-        if kind is not ExitKind.RETIRED and kind is not ExitKind.GIVEN_UP and member.state in (
-                WorkerState.STARTING, WorkerState.READY) and not member.retiring:
+        ran = member.state in (WorkerState.STARTING, WorkerState.READY)
+        if kind in (ExitKind.CRASH, ExitKind.LOAD_FAILURE) and ran:
             out.append(Emit("worker.crash", {"pid": member.pid, "iis_event": 5009,
                                              "code": event.code, "kind": kind.value}))
             self._count_failure(now, out)
-        if not member.ever_ready:
+        failed_start = kind is not ExitKind.RETIRED and not member.ever_ready
+        if failed_start:
             self.failed_starts += 1
             if (kind is ExitKind.LOAD_FAILURE and not self.ever_ready
                     and self.state is PoolState.STARTING):
@@ -370,7 +378,7 @@ class Supervisor:
         if not self.members and self.state is PoolState.STOPPING:
             out.append(AllExited())
         if self.state in (PoolState.STARTING, PoolState.STARTED):
-            if not member.ever_ready:
+            if failed_start:
                 self._respawn_later(out)
             else:
                 self._converge(out)
@@ -406,8 +414,14 @@ class Supervisor:
 
     def _on_RecycleRequested(self, event: RecycleRequested, now: float, out: list[Action]
                              ) -> None:
+        """Replace `wids` (None: every worker) with new ones (the `reason` is the adapter's
+        to log, with the pids `recycle_candidates` names)."""
+        self._recycle(event.wids, out)
+
+    def _recycle(self, wids: tuple[int, ...] | None, out: list[Action]) -> None:
         """The one recycle path: replace the workers (default: all), overlapped or not."""
-        wids = self.members if event.wids is None else event.wids
+        if wids is None:
+            wids = tuple(self.members)
         old = [wid for wid in wids if wid in self.members
                and not self.members[wid].retiring and self.members[wid].state not in _GONE]
         for wid in old:
@@ -449,8 +463,8 @@ class Supervisor:
 
     def _drain(self, wid: int, out: list[Action]) -> None:
         member = self.members[wid]
-        if member.state in _GONE:
-            return
+        if member.state in _GONE or member.state is WorkerState.DRAINING:
+            return  # gone, or draining already (its shutdownTimeLimit runs once)
         member.state = next_worker_state(member.state, "drain")
         out.append(Drain(wid))
 

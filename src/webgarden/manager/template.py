@@ -34,13 +34,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from webgarden.events import exit_fields
 from webgarden.ipc import spawn
 
 if TYPE_CHECKING:
-    from webgarden.manager.pool import AppPool
+    from webgarden.config.model import ApplicationConfig, PoolConfig
+    from webgarden.events import EventLog
+    from webgarden.manager.identity import Identity
 
 TemplateKey = tuple[tuple[str, ...], tuple[str, ...], int | None]
 
@@ -68,14 +70,29 @@ class TemplateLoadFailed(Exception):
     """The applications cannot be imported (the message is the one-line reason)."""
 
 
-def template_key(pool: AppPool) -> TemplateKey:
+class TemplateOwner(Protocol):
+    """What a template needs of its pool, and how it reports to it (the pool is handed in;
+    this module never imports it)."""
+
+    config: PoolConfig
+    apps: list[ApplicationConfig]
+    events: EventLog
+    identity: Identity | None
+    compression: str
+
+    def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]: ...
+    def spawn_directly(self, reason: str) -> None: ...
+    def on_template_exit(self, template: Template) -> None: ...
+
+
+def template_key(pool: TemplateOwner) -> TemplateKey:
     """What a template's imports depend on: a change means a new template."""
     uid = pool.identity.uid if pool.identity is not None else None
     return tuple(app.app for app in pool.apps), tuple(pool.config.python_path), uid
 
 
 class Template:
-    def __init__(self, pool: AppPool) -> None:
+    def __init__(self, pool: TemplateOwner) -> None:
         self.pool = pool
         self.key = template_key(pool)
         self.loop = asyncio.get_event_loop()

@@ -20,22 +20,28 @@ the system gets back when it exits); virtual memory is the VMS. Both are sampled
 Idle shutdown (`processModel/@idleTimeout`): a worker with no request in flight for that
 long is stopped (event 5186) unless the pool is `AlwaysRunning`; the next request waits
 in the queue while a worker starts on demand.
+
+`start` arms the timers from the pool's configuration *now*, after cancelling every one
+it armed before: the pool calls it from its one configuration path (`AppPool.apply`), so
+a limit a reload adds takes effect and a schedule it removes leaves no timer. `armed`
+names what is armed, for `webgarden list apppools`.
+
+(`executionTimeout` is the listener's: `listener.request_fate`.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import psutil
 
-from webgarden.aio import background
-from webgarden.listener import errors
 from webgarden.manager.states import WorkerState
 
 if TYPE_CHECKING:
-    from webgarden.manager.pool import AppPool
+    from webgarden.config.model import PoolConfig
     from webgarden.manager.process import WorkerProcess
 
 RECYCLE_EVENTS: dict[str, int | None] = {
@@ -54,15 +60,25 @@ RECYCLE_EVENTS: dict[str, int | None] = {
 MEMORY_CHECK_INTERVAL = 1.0
 #: Seconds between idle checks; idleTimeout has a granularity of a minute anyway.
 IDLE_CHECK_INTERVAL = 1.0
-#: Seconds between checks of requests against executionTimeout.
-EXECUTION_CHECK_INTERVAL = 0.5
+
+
+class TriggerTarget(Protocol):
+    """What the triggers need of their pool, and how they report to it."""
+
+    config: PoolConfig
+    workers: list[WorkerProcess]
+
+    def recycle(self, reason: str, workers: list[WorkerProcess] | None = None,
+                **fields: object) -> None: ...
+    def idle_shutdown(self, worker: WorkerProcess) -> None: ...
 
 
 class Triggers:
-    def __init__(self, pool: AppPool) -> None:
+    def __init__(self, pool: TriggerTarget) -> None:
         self.pool = pool
         self.loop = asyncio.get_event_loop()
         self._handles: list[asyncio.TimerHandle] = []
+        self.armed: list[str] = []  # what is armed, as the configuration says it
 
     # -- pool-level timers --------------------------------------------------------------
 
@@ -72,37 +88,55 @@ class Triggers:
         periodic = config.recycling.periodic_restart
         for seconds in periodic.schedule:
             self._schedule(seconds)
+            self.armed.append(f"schedule {_clock(seconds)}")
+        if periodic.memory:
+            self.armed.append(f"memory {periodic.memory} KB")
+        if periodic.private_memory:
+            self.armed.append(f"privateMemory {periodic.private_memory} KB")
         if periodic.memory or periodic.private_memory:
             self._every(MEMORY_CHECK_INTERVAL, self._check_memory)
         if config.idle_timeout and config.start_mode != "AlwaysRunning":
             self._every(IDLE_CHECK_INTERVAL, self._check_idle)
-        if config.execution_timeout:
-            self._every(EXECUTION_CHECK_INTERVAL, self._check_execution)
+            self.armed.append(f"idleTimeout {_clock(config.idle_timeout)}")
+        if periodic.time:
+            self.armed.append(f"time {_clock(periodic.time)}")
+        if periodic.requests:
+            self.armed.append(f"requests {periodic.requests}")
 
     def stop(self) -> None:
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
+        self.armed.clear()
 
-    def _every(self, interval: float, check: object) -> None:
+    def _every(self, interval: float, check: Callable[[], None]) -> None:
+        # One handle, replaced in place: the list does not grow with every tick.
+        slot = len(self._handles)
+
         def tick() -> None:
-            check()  # type: ignore[operator]
-            self._handles.append(self.loop.call_later(interval, tick))
+            check()
+            self._handles[slot] = self.loop.call_later(interval, tick)
 
         self._handles.append(self.loop.call_later(interval, tick))
 
     def _schedule(self, seconds_after_midnight: float) -> None:
+        """A recycle at this time of day, every day (the wall clock: a time of day is)."""
+        slot = len(self._handles)
+
+        def fire() -> None:
+            self.pool.recycle("Schedule")
+            self._handles[slot] = self._next(seconds_after_midnight, fire)
+
+        self._handles.append(self._next(seconds_after_midnight, fire))
+
+    def _next(self, seconds_after_midnight: float, fire: Callable[[], None]
+              ) -> asyncio.TimerHandle:
         now = datetime.datetime.now()
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         at = midnight + datetime.timedelta(seconds=seconds_after_midnight)
         if at <= now:
             at += datetime.timedelta(days=1)
-
-        def fire() -> None:
-            self.pool.recycle("Schedule")
-            self._schedule(seconds_after_midnight)
-
-        self._handles.append(self.loop.call_later((at - now).total_seconds(), fire))
+        return self.loop.call_later((at - now).total_seconds(), fire)
 
     def _check_memory(self) -> None:
         periodic = self.pool.config.recycling.periodic_restart
@@ -126,29 +160,6 @@ class Triggers:
             if link is not None and link.inflight == 0 and now - worker.last_active >= limit:
                 self.pool.idle_shutdown(worker)
 
-    def _check_execution(self) -> None:
-        """executionTimeout: 504 for a request running too long; its worker's stacks are
-        logged and it is recycled (it finishes, or is killed at shutdownTimeLimit)."""
-        limit = self.pool.config.execution_timeout
-        for worker in list(self.pool.workers):
-            link = worker.link
-            if link is None:
-                continue
-            late = [ex for ex in link.streams.values()
-                    if not ex.done and ex.conn.listener.now - ex.since > limit]
-            for ex in late:
-                self.pool.events.emit(
-                    "request.timeout", pool=self.pool.config.name, pid=worker.pid,
-                    method=ex.method, url=ex.target.decode("latin-1"), limit=limit,
-                )
-                if not ex.started:
-                    ex.fail(errors.GATEWAY_TIMEOUT)
-                else:
-                    ex.conn.abort()
-            if late and not worker.retiring and worker.state is WorkerState.READY:
-                background(worker.dump_stacks("executionTimeout"))
-                self.pool.recycle("ExecutionTimeout", workers=[worker])
-
     def _serving(self) -> list[WorkerProcess]:
         return [
             w for w in self.pool.workers if w.state is WorkerState.READY and not w.retiring
@@ -171,3 +182,9 @@ class Triggers:
         link = worker.link
         if limit and link is not None and link.served >= limit and not worker.retiring:
             self.pool.recycle("Requests", workers=[worker], served=link.served)
+
+
+def _clock(seconds: float) -> str:
+    """A time span as the configuration writes it (hh:mm:ss)."""
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
