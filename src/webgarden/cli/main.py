@@ -28,8 +28,6 @@ EXIT_BROKEN_PIPE = 1
 DEMO_APP = "webgarden.demo:application"
 #: `--verbose`, as the workers read it (webgarden.worker.main.VERBOSE_ENV).
 VERBOSE_ENV = "WEBGARDEN_VERBOSE"
-#: `--verbose`, as the workers read it (webgarden.worker.main.VERBOSE_ENV).
-VERBOSE_ENV = "WEBGARDEN_VERBOSE"
 
 
 def _bind(text: str) -> tuple[str, int]:
@@ -168,11 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--control", metavar="PATH", default=None,
                        help="the control socket (default: $WEBGARDEN_CONTROL, else one per "
                        "configuration file in the runtime directory, as for `run`)")
-    for command in (run, serve):
-        command.add_argument(
-            "--verbose", action="store_true",
-            help="an application that fails to import prints its whole traceback (the "
-            "one-line reason, with the failing file:line, is always in the event log)")
     for command in (run, serve):
         command.add_argument(
             "--verbose", action="store_true",
