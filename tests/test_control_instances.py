@@ -142,3 +142,13 @@ def test_two_run_servers_with_every_default_both_start_and_both_answer_list(
     finally:
         for server in started:
             server.stop()
+
+
+def test_a_verb_does_not_trust_a_runtime_directory_others_can_write(runtime: Path) -> None:
+    runtime.mkdir()
+    runtime.chmod(0o777)  # anyone could have put a socket here that answers as a server
+    result = verb("list", "apppools", "--port", "8080")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"webgarden: not using {runtime}: {runtime} must belong "
+                                     "to this user (or root) and be writable by no one else")
+    assert verb("list", "apppools").returncode == 2

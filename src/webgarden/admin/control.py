@@ -85,20 +85,27 @@ def client_path(control: str | None = None, port: int | None = None,
     """The socket a verb talks to, as the user named the server (see the module's top)."""
     if control:
         return control
+    if os.environ.get(ENV_PATH) and port is None and config_file is None:
+        return os.environ[ENV_PATH]
+    directory = runtime_dir()
+    try:  # a socket someone else could have put there would answer in the server's name
+        _check_directory(directory)
+    except FileNotFoundError:
+        raise ControlError(f"no webgarden server is listening in {directory}") from None
+    except OSError as exc:
+        raise ControlError(f"not using {directory}: {exc.strerror}") from None
     if port is not None:
         return port_path(port)
     if config_file is not None:
         return config_path(config_file)
-    if os.environ.get(ENV_PATH):
-        return os.environ[ENV_PATH]
-    found = live_sockets(runtime_dir())
+    found = live_sockets(directory)
     if len(found) == 1:
         return found[0]
     if not found:
-        raise ControlError(f"no webgarden server is listening in {runtime_dir()}")
+        raise ControlError(f"no webgarden server is listening in {directory}")
     names = ", ".join(os.path.basename(path) for path in found)
     raise ControlError(
-        f"{len(found)} webgarden servers are listening in {runtime_dir()} ({names}): "
+        f"{len(found)} webgarden servers are listening in {directory} ({names}): "
         "name one with --port N, --config FILE or --control PATH"
     )
 
