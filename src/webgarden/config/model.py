@@ -87,6 +87,11 @@ class Limits:
     dynamic_registration_threshold: int = setting(
         "dynamicRegistrationThreshold", Integer(0, UINT_MAX), 100,
         help="Above this many sites, a site is registered at its first request.")
+    allow_underscores_in_headers: bool = setting(
+        "allowUnderscoresInHeaders", Bool(), False, extension=True,
+        help="Pass request headers whose names contain '_' to applications. Off (nginx's "
+             "underscores_in_headers off): they are dropped and counted, since X_User and "
+             "X-User would both reach a WSGI app as HTTP_X_USER.")
 
 
 @dataclass(frozen=True, slots=True)

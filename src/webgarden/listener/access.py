@@ -51,8 +51,9 @@ from webgarden.listener.w3c import DASH, PLUS, escape
 if TYPE_CHECKING:
     from webgarden.events import EventLog
     from webgarden.listener.cache import Entry
-    from webgarden.listener.connection import HttpConnection
     from webgarden.listener.exchange import Exchange
+    from webgarden.listener.http1 import RequestHead
+    from webgarden.listener.roles import Client
 
 #: sc-win32-status for a response cut short by the client, and by the server.
 CLIENT_GONE = 64
@@ -217,7 +218,7 @@ class AccessLogs:
 
     # -- entries ------------------------------------------------------------------------
 
-    def exchange(self, conn: HttpConnection, ex: Exchange, win32: int = 0) -> None:
+    def exchange(self, conn: Client, ex: Exchange, win32: int = 0) -> None:
         """An exchange ended: answered (`win32` 0) or cut short (64, 1236)."""
         sent = conn.sent - conn.logged  # responses go out in order: what went since the last
         conn.logged = conn.sent
@@ -225,7 +226,9 @@ class AccessLogs:
         if error is not None:
             self.httperr(conn, error.status, error.reason, ex)
         elif win32 == CLIENT_GONE:
-            reason = "Connection_Dropped" if ex.started or ex.link is not None else "Client_Reset"
+            # Dispatched, or answering: HTTP.sys's words for a request its client dropped.
+            responded = ex.status != 0
+            reason = "Connection_Dropped" if responded or ex.link is not None else "Client_Reset"
             self.httperr(conn, ex.status, reason, ex)
         route = ex.route
         if route is None:
@@ -250,7 +253,7 @@ class AccessLogs:
             self._write(log, conn, key, method, target, ex.url_path, version, agent, referer,
                         status, substatus, win32, sent, ex.received, taken, ex.headers)
 
-    def hit(self, conn: HttpConnection, entry: Entry, sent: int) -> None:
+    def hit(self, conn: Client, head: RequestHead, entry: Entry, sent: int) -> None:
         """A response-cache hit answered on the fast path (a plain GET, HTTP/1.1, 200)."""
         log = self.sites.get(entry.key.site)
         if log is None:
@@ -259,19 +262,19 @@ class AccessLogs:
         second = int(now + self._offset)
         if second != self._second:
             self._next_second(second)
-        url = conn.url
-        received = len(url) + conn.head_bytes + 17  # "GET " url " HTTP/1.1" CRLF ... CRLF
-        taken = int((now - conn.began) * 1000)
-        agent, referer = conn.user_agent, conn.referer
+        url = head.url
+        received = len(url) + head.size + 17  # "GET " url " HTTP/1.1" CRLF ... CRLF
+        taken = int((now - head.began) * 1000)
+        agent, referer = head.user_agent, head.referer
         key = (log, second, url, agent, referer, entry)  # the entry fixes all the rest
         last = conn.log_last
         if last is not None and last[0] == key:
             log.file.add(log.format.finish(last[1], received, taken), second)
         else:
             self._write(log, conn, key, "GET", url, entry.key.path, "HTTP/1.1", agent, referer,
-                        200, 0, 0, sent, received, taken, conn.headers)
+                        200, 0, 0, sent, received, taken, head.headers)
 
-    def _write(self, log: SiteLog, conn: HttpConnection, key: tuple[Any, ...], method: str,
+    def _write(self, log: SiteLog, conn: Client, key: tuple[Any, ...], method: str,
                target: bytes, path: str, version: str, agent: bytes, referer: bytes,
                status: int, substatus: int, win32: int, sent: int, received: int, taken: int,
                headers: Sequence[tuple[bytes, bytes]]) -> None:
@@ -308,7 +311,7 @@ class AccessLogs:
         self._second = second
         self._stamp = w3c.stamp(second)
 
-    def httperr(self, conn: HttpConnection, status: int, reason: str,
+    def httperr(self, conn: Client, status: int, reason: str,
                 ex: Exchange | None = None) -> None:
         """One HTTPERR entry (and its `httperr` event)."""
         self.events.emit("httperr", client=f"{conn.client[0]}:{conn.client[1]}",
@@ -342,7 +345,7 @@ _NONE: dict[int, bytes] = {}
 STATUS = (DASH, *(b"%d" % code for code in range(1, 1000)))
 
 
-def _addresses(conn: HttpConnection) -> tuple[bytes, bytes, bytes]:
+def _addresses(conn: Client) -> tuple[bytes, bytes, bytes]:
     """s-ip, s-port and c-ip of a connection, kept on it."""
     server, client = conn.server, conn.client
     found = conn.log_addresses = (

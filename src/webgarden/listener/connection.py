@@ -1,27 +1,39 @@
-"""One client connection: parse (httptools/llhttp), enforce limits, route, answer in order.
+"""One client connection: the asyncio adapter around the HTTP/1.1 core (`http1.py`).
+
+The protocol rules (limits, framing, keep-alive) live in the sans-IO core; this module
+owns what needs the loop: the transport, timers, flow, the pipeline of exchanges, routing
+and the response cache's fast path.
 
 Theory of operation:
 
-* Requests are parsed as bytes arrive. Each parsed head becomes an `Exchange` in the
-  connection's pipeline; only the first is active (routed, queued, dispatched), so
+* Bytes go to `Http1Core.receive_data`, which calls back `on_request`, `on_body` and
+  `on_request_end` for each request. Each request becomes an `Exchange` in
+  the connection's pipeline; only the first is active (routed, queued, dispatched), so
   pipelined requests are answered in the order they came. Bodies of later ones wait,
   bounded, in their exchanges.
-* HTTP.sys limits hold while parsing: a header field or the URL over `MaxFieldLength`, or a
-  head over `MaxRequestBytes`, is refused with HTTP.sys's 400 (414 for the URL). Bytes
-  piling up in an unfinished head are bounded too, so one endless header cannot grow the
-  parser's buffer.
-* Any listener-made error closes the connection after its answer, as HTTP.sys does; the
-  requests before it in the pipeline are answered first.
+* A request the core refuses (a limit, a bad head) is answered with HTTP.sys's page after
+  the requests before it in the pipeline; any listener-made error closes the connection
+  after its answer, as HTTP.sys does.
 * Timers (swept once a second by the listener, not one per request): `headerWaitTimeout`
   while a head is arriving, `connectionTimeout` while a body is arriving and while the
   connection idles between requests. Expiry closes the connection.
 * Back-pressure: reading stops while the active exchange holds `BODY_BUFFER_LIMIT` bytes of
   body the worker has no credit for, or while `MAX_PIPELINE` requests wait.
-* Logging: every response is logged once, when it ends, by the listener's `AccessLogs`
-  (access.py): `exchange_done` for every exchange, the fast path for its cache hits,
-  `_send_error` for a request that could not be parsed, and `connection_lost` for the
-  requests a closed connection leaves unanswered. Bytes written are counted here
-  (`sent`); a response's sc-bytes is what was written since the previous one ended.
+* The fast path: a plain HTTP/1.1 GET seen before as a response-cache hit is answered as
+  soon as its head is parsed, without an exchange; and the same bytes arriving alone
+  again (a client repeating itself) are answered without the parser. The stored head is
+  what `http1.frame_response` gives such a request (Content-Length, no Connection line).
+* Logging: every response is logged once, when it ends, by the listener's `AccessLogs`:
+  `exchange_done` for every exchange, the fast path for its cache hits, `_send_error` for
+  a request that could not be parsed, and `connection_lost` for the requests a closed
+  connection leaves unanswered. Bytes written are counted here (`sent`); a response's
+  sc-bytes is what was written since the previous one ended.
+
+Other protocols: an HTTP/2 connection will be a sibling adapter (h2 instead of the core)
+that makes one `Exchange` per stream from the same `RequestHead` and implements the same
+`roles.Client` for it, with the stream's own write and flow; a WebSocket upgrade hands the
+connection's bytes to the upgraded exchange. Neither touches routing (`_start`), the pool
+queue, the cache or the logs.
 """
 
 from __future__ import annotations
@@ -29,56 +41,61 @@ from __future__ import annotations
 import asyncio
 import collections
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import httptools
-
-from webgarden.listener import access, errors
+from webgarden.config.model import ServerConfig
+from webgarden.listener import access, errors, http1
+from webgarden.listener.access import AccessLogs
 from webgarden.listener.exchange import Exchange
+from webgarden.listener.http1 import Http1Core, RequestHead
+from webgarden.listener.local import LocalResponder
+from webgarden.listener.pool_queue import PoolQueue
+from webgarden.listener.routing import Router
 from webgarden.listener.sendfile import FileSender
 from webgarden.listener.urls import InvalidURL, split_target
 
-if TYPE_CHECKING:
-    from webgarden.listener.server import Listener
-
 #: Parsed requests held per connection before reading pauses.
 MAX_PIPELINE = 32
-
-#: Request headers that can change what the cache answers: such a request takes the full
-#: path (conditional requests, ranges, credentials, proxies), never the fast one.
-_NOT_PLAIN = frozenset({
-    b"authorization", b"range", b"if-range", b"if-match", b"if-none-match",
-    b"if-modified-since", b"if-unmodified-since", b"translate", b"expect", b"via",
-})
-
-
-class LimitExceeded(Exception):
-    def __init__(self, page: errors.ErrorPage) -> None:
-        super().__init__(page.reason)
-        self.page = page
-
-
 #: Longest request remembered for answering its repeats without the parser, bytes.
 REPEAT_MAX = 2048
 
 
+class ListenerServices(Protocol):
+    """What a connection needs of the listener that owns it (`server.Listener`)."""
+
+    config: ServerConfig
+    router: Router
+    local: LocalResponder
+    pools: dict[str, PoolQueue]
+    logs: AccessLogs
+    connections: set[Any]
+    draining: bool
+    now: float
+    date_line: bytes
+    header_wait: float
+    idle_timeout: float
+    head_limits: http1.HeadLimits
+    counters: http1.ParseCounters
+
+    def emit(self, event: str, **fields: Any) -> None: ...
+
+    def connection_closed(self, conn: Any) -> None: ...
+
+    def httperr(self, conn: Any, page: errors.ErrorPage | None, reason: str | None = None,
+                ex: Exchange | None = None) -> None: ...
+
+
 class HttpConnection(asyncio.Protocol):
-    def __init__(self, listener: Listener, port: int) -> None:
+    def __init__(self, listener: ListenerServices, port: int) -> None:
         self.listener = listener
         self.port = port  # the configured port of the binding (0: the kernel picked one)
-        limits = listener.config.limits
-        self.max_field = limits.max_field_length
-        self.max_request = limits.max_request_bytes
-        self.head_guard = limits.max_request_bytes + limits.max_field_length
-        self.parser = httptools.HttpRequestParser(self)
+        self.core = Http1Core(self, listener.head_limits, listener.counters, monotonic)
         self.transport: Any = None
         self.client: tuple[str, int] = ("", 0)
         self.server: tuple[str, int] = ("", 0)
         self.pipeline: collections.deque[Exchange] = collections.deque()
-        self.parsing: Exchange | None = None
+        self.parsing: Exchange | None = None  # the exchange whose body is arriving
         self.fast_answered = False
-        self._new_head()
-        self.in_head = False
         self.error_page: errors.ErrorPage | None = None
         self.reading_paused = False
         self.paused_writing = False
@@ -91,7 +108,6 @@ class HttpConnection(asyncio.Protocol):
         self.log_last: tuple[Any, ...] | None = None  # access.py's: the last line's head
         self.local_close = False  # the server closed the connection, not the client
         self.failed_request = (b"", b"", b"")  # version, method, target of a bad request
-        self.began = 0.0  # monotonic time of the current request's first byte
         # A repeated request: the bytes of the last request answered on the fast path when
         # they came alone in one read, and its fast-path key. The same bytes again parse to
         # the same request, so they are answered without the parser (`data_received`).
@@ -126,15 +142,16 @@ class HttpConnection(asyncio.Protocol):
         self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
-        if (data == self.repeat_raw and not self.pipeline and not self.in_head
+        if (data == self.repeat_raw and not self.pipeline and not self.core.in_head
                 and self.parsing is None):
             listener = self.listener
             entry = listener.local.fast_hit(self.repeat_key, listener.now)  # type: ignore[arg-type]
             if entry is not None and not listener.draining and self.error_page is None:
-                self.began = monotonic()
+                head = self.core.head  # the remembered request's, as parsed
+                head.began = monotonic()
                 out = b"".join((entry.head, listener.date_line, entry.tail))
                 self.transport.write(out)
-                listener.logs.hit(self, entry, len(out))
+                listener.logs.hit(self, head, entry, len(out))
                 self.deadline = listener.now + listener.idle_timeout
                 return
         # Anything else is parsed, and the parser's state (what the access log reads) is no
@@ -142,29 +159,16 @@ class HttpConnection(asyncio.Protocol):
         self.repeat_raw = None
         if self.error_page is not None:
             return
-        self.chunk, self.chunk_alone = data, not self.in_head
-        if self.in_head:
-            self.raw_head += len(data)
-            if self.raw_head > self.head_guard:
-                self._parse_failed(errors.REQUEST_TOO_LONG)
-                return
-        elif self.parsing is not None:
+        core = self.core
+        was_in_head = core.in_head
+        self.chunk, self.chunk_alone = data, not was_in_head
+        if not was_in_head and self.parsing is not None:
             self.deadline = self.listener.now + self.listener.idle_timeout  # entity body timer
-        try:
-            self.parser.feed_data(data)
-        except LimitExceeded as exc:
-            self._parse_failed(exc.page)
-        except httptools.HttpParserUpgrade:
-            pass  # WSGI has no upgrades: the request is answered, then the connection closes
-        except httptools.HttpParserCallbackError as exc:
-            # httptools wraps what a callback raised; the limit that tripped is its context.
-            cause = exc.__context__
-            page = cause.page if isinstance(cause, LimitExceeded) else errors.BAD_REQUEST
+        page = core.receive_data(data)
+        if page is not None:
             self._parse_failed(page)
-        except httptools.HttpParserInvalidMethodError:
-            self._parse_failed(errors.INVALID_VERB)
-        except httptools.HttpParserError:
-            self._parse_failed(errors.BAD_REQUEST)
+        elif core.in_head and not was_in_head:  # a head began and is still arriving
+            self.deadline = self.listener.now + self.listener.header_wait
 
     def pause_writing(self) -> None:
         self.paused_writing = True
@@ -174,104 +178,30 @@ class HttpConnection(asyncio.Protocol):
         if self.pipeline:
             self.pipeline[0].pay_credit()
 
-    # -- httptools callbacks ----------------------------------------------------------
+    # -- events from the HTTP/1.1 core (http1.RequestSink) ------------------------------
 
-    def _new_head(self) -> None:
-        """What the parser collects of one request head, empty."""
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.host = b""
-        self.expect = False
-        self.has_body = False
-        self.plain = True  # no header that could change a cached answer (fast path)
-        self.accept_encoding = b""
-        self.user_agent = b""
-        self.referer = b""
-        self.head_bytes = 0
-        self.raw_head = 0
-
-    def on_message_begin(self) -> None:
-        self._new_head()
-        self.began = monotonic()  # the log's time-taken runs from the request's first byte
-        self.in_head = True
-        self.deadline = self.listener.now + self.listener.header_wait
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.max_field:
-            raise LimitExceeded(errors.URL_TOO_LONG)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value)
-        if size > self.max_field:
-            raise LimitExceeded(errors.FIELD_TOO_LONG)
-        self.head_bytes += size + 4
-        if self.head_bytes + len(self.url) > self.max_request:
-            raise LimitExceeded(errors.REQUEST_TOO_LONG)
-        lower = name.lower()
-        if lower == b"host":
-            if self.host:
-                raise LimitExceeded(errors.INVALID_HOSTNAME)  # two Host headers
-            self.host = value
-        elif lower == b"content-length":
-            self.has_body = value != b"0"
-        elif lower == b"transfer-encoding":
-            self.has_body = True
-        elif lower == b"expect" and value.lower() == b"100-continue":
-            self.expect = True
-        elif lower == b"accept-encoding":
-            self.accept_encoding = value
-        elif lower == b"user-agent":  # the two headers IIS logs by default
-            self.user_agent = value
-        elif lower == b"referer":
-            self.referer = value
-        if lower in _NOT_PLAIN:
-            self.plain = False
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        parser = self.parser
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
-            raise LimitExceeded(errors.VERSION_NOT_SUPPORTED)
+    def on_request(self, head: RequestHead) -> None:
         listener = self.listener
         fast_key = None
-        if (self.plain and not self.has_body and version == "1.1" and not self.pipeline
-                and parser.get_method() == b"GET" and parser.should_keep_alive()
-                and not listener.draining):
-            fast_key = (self.port, self.server[0], self.host, self.url, self.accept_encoding)
+        if (head.plain and not head.has_body and head.version == "HTTP/1.1" and not self.pipeline
+                and head.method == b"GET" and head.keep_alive and not listener.draining):
+            fast_key = (self.port, self.server[0], head.host, head.url, head.accept_encoding)
             entry = listener.local.fast_hit(fast_key, listener.now)
             if entry is not None:
                 # A response-cache hit seen before: answered here, no exchange needed.
                 data = b"".join((entry.head, listener.date_line, entry.tail))
                 self.transport.write(data)
                 self.fast_answered = True
-                listener.logs.hit(self, entry, len(data))
+                listener.logs.hit(self, head, entry, len(data))
                 chunk = self.chunk
                 if (self.chunk_alone and len(chunk) <= REPEAT_MAX
                         and chunk.endswith(b"\r\n\r\n") and chunk.count(b"\r\n\r\n") == 1):
                     self.repeat_raw, self.repeat_key = chunk, fast_key  # exactly this request
                 return
-        method = parser.get_method()
-        ex = Exchange(
-            self,
-            method.decode("ascii"),
-            self.url,
-            "HTTP/" + version,
-            self.headers,
-            parser.should_keep_alive() and not parser.should_upgrade(),
-            self.expect and version == "1.1",
-            not self.has_body,
-            self.began,
-            # The head's bytes: method SP target SP HTTP/x.y CRLF, the fields, CRLF.
-            len(method) + len(self.url) + self.head_bytes + 14,
-            self.user_agent,
-            self.referer,
-        )
+        ex = Exchange(self, head)
         ex.fast_key = fast_key
         self.parsing = ex
-        self.deadline = self.listener.now + self.listener.idle_timeout
+        self.deadline = listener.now + listener.idle_timeout
         pipeline = self.pipeline
         pipeline.append(ex)
         if len(pipeline) == 1:
@@ -279,11 +209,11 @@ class HttpConnection(asyncio.Protocol):
         elif len(pipeline) >= MAX_PIPELINE:
             self.pause_reading()
 
-    def on_body(self, body: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
         if self.parsing is not None:
-            self.parsing.add_body(body)
+            self.parsing.add_body(data)
 
-    def on_message_complete(self) -> None:
+    def on_request_end(self) -> None:
         ex = self.parsing
         self.parsing = None
         self.deadline = 0.0
@@ -303,7 +233,7 @@ class HttpConnection(asyncio.Protocol):
         except InvalidURL:
             ex.fail(errors.INVALID_URL)
             return
-        host = target.host if target.host is not None else self.host
+        host = target.host if target.host is not None else ex.host
         if not host and ex.version == "HTTP/1.1":
             ex.fail(errors.INVALID_HOSTNAME)
             return
@@ -349,12 +279,13 @@ class HttpConnection(asyncio.Protocol):
         if self.error_page is not None:
             self._send_error()
             return
-        if self.listener.draining and not self.in_head:
+        in_head = self.core.in_head
+        if self.listener.draining and not in_head:
             self.close()
             return
         if self.reading_paused and self.parsing is None:
             self.resume_reading()
-        if self.parsing is None and not self.in_head:
+        if self.parsing is None and not in_head:
             self.deadline = self.listener.now + self.listener.idle_timeout
 
     def may_keep_alive(self) -> bool:
@@ -362,9 +293,10 @@ class HttpConnection(asyncio.Protocol):
 
     def _parse_failed(self, page: errors.ErrorPage) -> None:
         self.error_page = page
-        if self.in_head:
-            self.failed_request = self._request_line()
-        self.in_head = False
+        core = self.core
+        if core.in_head:
+            self.failed_request = core.request_line()
+        core.in_head = False
         self.pause_reading()
         broken = self.parsing
         self.parsing = None
@@ -383,25 +315,29 @@ class HttpConnection(asyncio.Protocol):
         if not self.pipeline:
             self._send_error()
 
-    def _request_line(self) -> tuple[bytes, bytes, bytes]:
-        """Version, method and target of the head being parsed, as far as they came."""
-        if not self.url:
-            return b"", b"", b""  # the method is known once the target is
-        version = self.parser.get_http_version()
-        return (b"" if version == "0.0" else b"HTTP/" + version.encode(),
-                self.parser.get_method(), self.url)
-
     def _send_error(self) -> None:
         page = self.error_page or errors.BAD_REQUEST
         self.listener.httperr(self, page)
-        self.write(errors.render(page, self.listener.date_line))
+        self.write(http1.error_response(page, self.listener.date_line))
         self.close()
 
-    # -- output and flow --------------------------------------------------------------
+    # -- roles.Client: what exchanges, files and logs tell their connection -----------
 
     @property
     def date_line(self) -> bytes:
         return self.listener.date_line
+
+    def observe(self, ex: Exchange, block: bytes, body: bytes) -> None:
+        """A worker's whole 200 to a GET: the response cache may keep it."""
+        if ex.route is not None:
+            listener = self.listener
+            listener.local.observe(ex, ex.route.site, ex.url_path, block, body, listener.now)
+
+    def httperr(self, status: int, reason: str, ex: Exchange | None) -> None:
+        self.listener.logs.httperr(self, status, reason, ex)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.listener.emit(event, **fields)
 
     def write(self, data: bytes) -> None:
         if not self.closed:
@@ -447,7 +383,7 @@ class HttpConnection(asyncio.Protocol):
         """The HTTPERR reason if this connection's timer ran out, else None."""
         if not self.deadline or now < self.deadline or self.reading_paused:
             return None
-        if self.in_head:
+        if self.core.in_head:
             return "Timer_HeaderWait"
         if self.parsing is not None:
             return "Timer_EntityBody"
@@ -458,5 +394,5 @@ class HttpConnection(asyncio.Protocol):
     def drain(self) -> None:
         """The server is shutting down. A busy connection closes after its last response;
         an idle one at the next tick, so a request already on its way is still served."""
-        if not self.pipeline and not self.in_head and self.parsing is None:
+        if not self.pipeline and not self.core.in_head and self.parsing is None:
             self.deadline = self.listener.now

@@ -2,7 +2,8 @@
 
 Each `ListenerError` says whose fault it is (`client` or `server`), carries the status, the
 page's texts and the HTTPERR reason. The pages are HTTP.sys's template byte for byte, so
-tools that recognise IIS's errors recognise ours; the connection is closed after each.
+tools that recognise IIS's errors recognise ours; the connection is closed after each
+(`http1.error_response` writes them).
 """
 
 from __future__ import annotations
@@ -63,21 +64,15 @@ def body(page: ErrorPage) -> bytes:
 
 
 @cache
-def _head_and_body(page: ErrorPage, head_only: bool) -> tuple[bytes, bytes]:
+def head_and_body(page: ErrorPage) -> tuple[bytes, bytes]:
+    """The page's status line and headers (without framing, Connection and Date: the HTTP
+    core adds them, `http1.error_response`), and its body."""
     content = body(page)
     lines = [
         f"HTTP/1.1 {page.status} {page.title}",
         "Content-Type: text/html; charset=us-ascii",
         f"Server: {SERVER_NAME}",
-        f"Content-Length: {len(content)}",
-        "Connection: close",
     ]
     if page.status == 503:
         lines.append(f"Retry-After: {RETRY_AFTER}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii"), b"" if head_only else content
-
-
-def render(page: ErrorPage, date_line: bytes, head_only: bool = False) -> bytes:
-    """The whole response; `date_line` is the current `Date: ...\\r\\n`."""
-    head, content = _head_and_body(page, head_only)
-    return head + date_line + b"\r\n" + content
+    return ("\r\n".join(lines) + "\r\n").encode("ascii"), content

@@ -1,12 +1,19 @@
 """One request and its response as the listener carries them between client and worker.
 
-An `Exchange` is created when a request's head is parsed. It is queued in its pool, then
-attached to a worker stream; its body flows to the worker within the stream's credit, and
-the worker's response flows back to the client, framed by the listener:
+An `Exchange` is made from a parsed `RequestHead` (by the HTTP/1.1 adapter today; by an
+HTTP/2 stream or a WebSocket upgrade later: they produce the same calls). It is routed,
+queued in its pool, then attached to a worker stream; its body flows to the worker within
+the stream's credit, and the worker's response flows back to the client. Its life is the
+state machine of `lifecycle.py`; framing and keep-alive are decided by
+`http1.frame_response` through `frame`, for the worker's responses as for the listener's
+own (the cache, files, 304s, error pages):
 
 * the app's Content-Length when it gave one; else the length of a response the worker sent
   whole; else chunked (HTTP/1.1) or close-delimited (HTTP/1.0);
 * HEAD, 1xx, 204 and 304 responses carry no body;
+* a response with a length is complete when its last byte is written: it is logged then,
+  and the connection moves on, even if the worker's END frame comes later (a client that
+  got every byte and closed did not drop anything). Bytes past the length are dropped;
 * response body bytes are credited back to the worker as soon as the client's transport
   takes them without pausing, and only when it resumes otherwise: a slow client holds at
   most `RESPONSE_WINDOW` bytes of its stream in the listener and stalls nobody else.
@@ -15,6 +22,10 @@ Whose fault is it: a malformed response head from the worker gives 502; a worker
 dies before the first response byte gives 502 unless the request can be sent again
 (idempotent method, no body, not sent again before); after the first byte, the client's
 connection is closed so that a truncated body is never taken for a whole one.
+
+The exchange hears from its connection and from the worker link through method calls,
+and tells its connection what happened through `roles.Client` (`exchange_done`,
+`observe`, `httperr`): it imports neither.
 """
 
 from __future__ import annotations
@@ -24,15 +35,17 @@ import os
 from typing import TYPE_CHECKING
 
 from webgarden.ipc import frames, messages
+from webgarden.ipc.flow_control import REQUEST_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
-from webgarden.listener import errors
+from webgarden.listener import errors, http1
+from webgarden.listener.http1 import UNKNOWN, Body, RequestHead
+from webgarden.listener.lifecycle import FINISHED, TABLE, ExchangeEvent, ExchangeState, illegal
+from webgarden.listener.roles import Client, StreamLink
 from webgarden.listener.sendfile import FileSender
-from webgarden.listener.upstream import REQUEST_WINDOW, WorkerLink
 
 if TYPE_CHECKING:
     from webgarden.config.model import ApplicationConfig
     from webgarden.listener.cache import CacheKey
-    from webgarden.listener.connection import HttpConnection
     from webgarden.listener.pool_queue import PoolQueue
     from webgarden.listener.routing import Route
 
@@ -40,28 +53,35 @@ if TYPE_CHECKING:
 BODY_BUFFER_LIMIT = 1024 * 1024
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Common methods, decoded once.
+_METHODS = {m.encode(): m for m in (*IDEMPOTENT, "POST", "PATCH", "CONNECT")}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Bound once: module globals are the cheapest names on the hot path.
+_RECEIVED, _DISPATCHED, _RESPONDING, _DONE, _ABANDONED = ExchangeState
+_DISPATCH, _REQUEUE, _RESPOND, _COMPLETE, _CLIENT_GONE = ExchangeEvent
+_NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = Body
+
 
 class Exchange:
     __slots__ = (
-        "abandoned",
         "app",
         "began",
         "body",
         "body_done",
+        "body_mode",
         "body_size",
         "cache_key",
-        "chunked",
         "close_after",
         "conn",
         "credit",
-        "done",
         "end_sent",
         "error",
         "expect_continue",
         "fast_key",
         "head_only",
         "headers",
+        "host",
         "keep_alive",
         "link",
         "method",
@@ -78,7 +98,7 @@ class Exchange:
         "sent_body",
         "sid",
         "since",
-        "started",
+        "state",
         "status",
         "substatus",
         "target",
@@ -88,33 +108,23 @@ class Exchange:
         "win32",
     )
 
-    def __init__(
-        self,
-        conn: HttpConnection,
-        method: str,
-        target: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        expect_continue: bool,
-        body_done: bool,
-        began: float = 0.0,
-        received: int = 0,
-        user_agent: bytes = b"",
-        referer: bytes = b"",
-    ) -> None:
+    def __init__(self, conn: Client, head: RequestHead) -> None:
         self.conn = conn
+        self.state = _RECEIVED
         self.since = conn.listener.now  # coarse (the listener's clock ticks each second)
-        self.began = began  # monotonic, at the request's first byte (the log's time-taken)
-        self.received = received  # request bytes: the head, then the body as it comes
-        self.user_agent = user_agent  # for the log
-        self.referer = referer
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
+        self.began = head.began  # monotonic, at the request's first byte (time-taken)
+        # Request bytes: the head (as `RequestHead.received` counts it), then the body.
+        self.received = len(head.method) + len(head.url) + head.size + http1.REQUEST_LINE_EXTRA
+        self.user_agent = head.user_agent  # for the log
+        self.referer = head.referer
+        method = _METHODS.get(head.method)
+        self.method = method = method or head.method.decode("ascii")
+        self.target = head.url
+        self.version = head.version
+        self.headers = head.headers
+        self.host = head.host  # the Host header's value (b"" without one)
+        self.keep_alive = head.keep_alive
+        self.expect_continue = head.expect and head.version == "HTTP/1.1"
         self.head_only = method == "HEAD"
         self.path = ""
         self.query = b""
@@ -127,18 +137,15 @@ class Exchange:
         self.fast_key: tuple[int, str, bytes, bytes, bytes] | None = None  # see LocalResponder
         self.body: collections.deque[bytes] = collections.deque()
         self.body_size = 0
-        self.body_done = body_done  # True from the start when the head announced no body
+        self.body_done = not head.has_body  # True from the start when no body was announced
         self.sent_body = False  # some body bytes went to a worker (no resending then)
-        self.link: WorkerLink | None = None
+        self.link: StreamLink | None = None
         self.sid = 0
         self.credit = 0
         self.end_sent = False
         self.owed = 0
-        self.started = False  # a response byte went to the client
-        self.done = False
-        self.abandoned = False
         self.retried = False
-        self.chunked = False
+        self.body_mode = _NONE
         self.close_after = False
         self.remaining = 0
         self.status = 0
@@ -146,10 +153,26 @@ class Exchange:
         self.win32 = 0  # the log's sc-win32-status
         self.error: errors.ErrorPage | None = None  # an HTTP.sys error page (HTTPERR)
 
+    # -- the state, as the manager and the log read it ---------------------------------
+
+    @property
+    def started(self) -> bool:
+        """A response byte went to the client (or the response is over)."""
+        return self.state is _RESPONDING or self.state is _DONE
+
+    @property
+    def done(self) -> bool:
+        return self.state is _DONE
+
+    @property
+    def abandoned(self) -> bool:
+        return self.state is _ABANDONED
+
     # -- request side -----------------------------------------------------------------
 
-    def attach(self, link: WorkerLink, sid: int) -> None:
+    def attach(self, link: StreamLink, sid: int) -> None:
         """Dispatched to a worker stream: send the head, then what body we have."""
+        self.state = TABLE[self.state][_DISPATCH] or illegal(self.state, _DISPATCH)
         self.link = link
         self.sid = sid
         conn = self.conn
@@ -227,13 +250,27 @@ class Exchange:
         self.credit += n
         self.pump_body()
 
+    # -- the response head: the one writer, for every kind of answer ------------------
+
+    def frame(self, status: int, length: int, length_in_head: bool = False) -> bytes:
+        """Decide this response's framing and keep-alive (`http1.frame_response`), mark
+        the first byte as going out, and return the header lines the decision adds."""
+        self.state = TABLE[self.state][_RESPOND] or illegal(self.state, _RESPOND)
+        self.status = status
+        lines, mode, keep = http1.frame_response(
+            self.version, self.head_only, status, length,
+            self.keep_alive and self.conn.may_keep_alive(), length_in_head)
+        self.body_mode = mode
+        self.close_after = not keep
+        return lines
+
     # -- response side ----------------------------------------------------------------
 
     def on_response_head(self, head: messages.ResponseHead, end: int) -> None:
-        if self.abandoned:
-            return
+        if self.state is not _DISPATCHED:
+            return  # answered already (an error page), or its client left
         conn = self.conn
-        status = self.status = head.status
+        status = head.status
         block = head.head
         # The worker serialized the head; whatever it is, it must not split the response.
         lines = block.count(b"\r\n")
@@ -246,86 +283,99 @@ class Exchange:
         ):
             self.on_worker_abort()
             return
-        no_body = self.head_only or status < 200 or status == 204 or status == 304
-        keep = self.keep_alive and conn.may_keep_alive()
         body = head.body
-        parts = [block]
         if head.content_length >= 0:
-            parts.append(b"Content-Length: %d\r\n" % head.content_length)
-            self.remaining = 0 if no_body else head.content_length - len(body)
-        elif end:
-            if not (status < 200 or status == 204 or status == 304):
-                parts.append(b"Content-Length: %d\r\n" % len(body))
-        elif no_body:
-            pass
-        elif self.version == "HTTP/1.1":
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-            self.chunked = True
+            length = head.content_length
+        elif end and not (status < 200 or status == 204 or status == 304):
+            length = len(body)
         else:
-            keep = False  # HTTP/1.0 with no length: the body ends when the connection does
+            length = UNKNOWN
+        # `frame`, inlined: this runs for every worker response.
+        state = self.state
+        self.state = TABLE[state][_RESPOND] or illegal(state, _RESPOND)
+        self.status = status
+        framing, mode, keep = http1.frame_response(
+            self.version, self.head_only, status, length,
+            self.keep_alive and conn.may_keep_alive())
+        self.body_mode = mode
         self.close_after = not keep
-        if not keep:
-            parts.append(b"Connection: close\r\n")
-        elif self.version == "HTTP/1.0":
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(conn.listener.date_line)
-        parts.append(b"\r\n")
-        if body and not no_body:
-            if self.chunked:
-                parts.append(b"%x\r\n" % len(body))
-                parts.append(body)
-                parts.append(b"\r\n")
-            else:
-                parts.append(body)
-        conn.write(b"".join(parts))
-        self.started = True
+        if mode is _LENGTH:
+            self.remaining = length
+        if not body or mode is _NONE:
+            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n")))
+        elif mode is _CHUNKED:
+            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n%x\r\n" % len(body),
+                                 body, b"\r\n")))
+        else:
+            if mode is _LENGTH:
+                body = body[:self.remaining]
+                self.remaining -= len(body)
+            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n", body)))
         if end:
             if status == 200 and self.method == "GET" and self.route is not None:
-                local = conn.listener.local
-                local.observe(self, self.route.site, self.url_path, block, body,
-                              conn.listener.now)
+                conn.observe(self, block, head.body)
             self.finish()
+        elif mode is _NONE or (mode is _LENGTH and self.remaining <= 0):
+            self.finish()  # complete for the client; the worker's END may come later
 
     def on_response_body(self, data: bytes, end: int) -> None:
-        if self.abandoned:
+        state = self.state
+        if state is not _RESPONDING:
+            if state is _DONE and data and self.link is not None:
+                # Past the response's end (its END frame was still to come): dropped, but
+                # credited, so the worker's stream can finish.
+                self.link.send(frames.encode(FrameType.CREDIT, self.sid,
+                                             messages.count_payload(len(data))))
             return
         conn = self.conn
         n = len(data)
         if n:
-            if not self.head_only:
-                if self.chunked:
-                    conn.writelines((b"%x\r\n" % n, data, b"\r\n"))
-                else:
-                    conn.write(data)
-                    self.remaining -= n
+            mode = self.body_mode
+            if mode is _CHUNKED:
+                conn.writelines((b"%x\r\n" % n, data, b"\r\n"))
+            elif mode is _LENGTH:
+                if n > self.remaining:
+                    data = data[:self.remaining]  # past the length: never sent
+                self.remaining -= len(data)
+                conn.write(data)
+            elif mode is _UNTIL_CLOSE:
+                conn.write(data)
             if conn.paused_writing:
                 self.owed += n
             elif self.link is not None:
                 self.link.send(frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(n)))
         if end:
-            if self.chunked:
+            if self.body_mode is _CHUNKED:
                 conn.write(b"0\r\n\r\n")
             self.finish()
+        elif self.body_mode is _LENGTH and self.remaining <= 0:
+            self.finish()  # the client has it all; the END frame may come later
 
     def pay_credit(self) -> None:
         """The client's transport drained: give the worker back what it was owed."""
-        if self.owed and self.link is not None and not self.done:
+        if self.owed and self.link is not None and self.state is _RESPONDING:
             self.link.send(
                 frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(self.owed))
             )
             self.owed = 0
 
-    def on_sendfile(self, request: messages.SendFile) -> None:
-        if self.abandoned:
+    # -- H1's: the zero-copy file path ------------------------------------------------
+
+    def on_sendfile(self, request: messages.SendFile, fd: int) -> None:
+        """The body is `request.count` bytes of the file the worker passed (SCM_RIGHTS), which
+        the link checked (a regular file open for reading, the range inside it, within the
+        head's Content-Length). `fd` is ours: sent from and closed, or closed at once."""
+        if self.abandoned or self.done:
+            os.close(fd)
             return
-        try:
-            fd = os.open(f"/proc/{request.pid}/fd/{request.fd}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self.conn.abort()
+        if self.head_only or self.status < 200 or self.status in (204, 304):
+            os.close(fd)  # a response without a body
+            self.finish()
             return
-        count = request.count if request.count >= 0 else os.fstat(fd).st_size - request.offset
-        self.remaining = 0
-        self.conn.start_file(FileSender(self.conn, fd, request.offset, count, self.file_sent))
+        self.remaining -= request.count  # short of the Content-Length: the connection closes
+        self.conn.start_file(
+            FileSender(self.conn, fd, request.offset, request.count, self.file_sent)
+        )
 
     def file_sent(self, ok: bool) -> None:
         self.conn.file_finished()
@@ -336,26 +386,26 @@ class Exchange:
 
     def on_worker_abort(self) -> None:
         """The worker gave up on this stream (app error mid-body, or a bad head)."""
-        if self.abandoned or self.done:
-            return
-        if self.started:
-            self.conn.listener.logs.httperr(self.conn, self.status, errors.BAD_GATEWAY.reason, self)
+        state = self.state
+        if state is _RESPONDING:
+            self.conn.httperr(self.status, errors.BAD_GATEWAY.reason, self)
             self.conn.abort()
-        else:
+        elif state is _DISPATCHED or state is _RECEIVED:
             self.fail(errors.BAD_GATEWAY)
 
     def worker_lost(self) -> bool:
         """The worker died with this request on it. True: send it again (the caller does)."""
         self.link = None
-        if self.abandoned or self.done:
+        if self.state is not _DISPATCHED and self.state is not _RESPONDING:
             return False
         if (
-            not self.started
+            self.state is _DISPATCHED
             and not self.retried
             and not self.sent_body
             and self.method in IDEMPOTENT
             and self.body_done
         ):
+            self.state = TABLE[self.state][_REQUEUE] or illegal(self.state, _REQUEUE)
             self.retried = True
             self.credit = 0
             self.end_sent = False
@@ -364,41 +414,56 @@ class Exchange:
         return False
 
     def finish(self) -> None:
-        if self.done:
+        """The client has the whole response: log it, and let the connection move on."""
+        if self.state is not _RESPONDING:
             return
-        self.done = True
+        self.state = TABLE[self.state][_COMPLETE] or illegal(self.state, _COMPLETE)
         if self.remaining > 0:
             self.close_after = True  # the worker ended short of its Content-Length
+        if self.owed and self.link is not None:
+            # Held back while the client was slow; its stream may still be ending.
+            self.link.send(
+                frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(self.owed)))
+            self.owed = 0
         self.conn.exchange_done(self)
 
     def fail(self, page: errors.ErrorPage, httperr: bool = True) -> None:
         """Answer with a listener-made error page and close the connection after it.
         `httperr`: HTTP.sys's own error, logged in HTTPERR too (False: the site's answer,
-        such as a static file's 404, which only the site's log has)."""
-        if self.done or self.abandoned:
+        such as a static file's 404, which only the site's log has). Too late for a page
+        once the response has begun: the connection is cut instead."""
+        state = self.state
+        if state in FINISHED:
             return
+        if state is _RESPONDING:
+            self.conn.abort()
+            return
+        self.state = TABLE[state][_RESPOND] or illegal(state, _RESPOND)
         self.status = page.status
         if httperr:
             self.error = page
-        self.conn.write(errors.render(page, self.conn.date_line, self.head_only))
-        self.started = True
+        self.body_mode = _NONE
+        self.remaining = 0
         self.close_after = True
+        self.conn.write(http1.error_response(page, self.conn.listener.date_line, self.version,
+                                             self.head_only))
         self.finish()
-        if self.link is not None and self.sid in self.link.streams:
-            self.abandoned = True  # whatever the worker still sends for it is dropped
-            self.link.abandon(self.sid)
+        link = self.link
+        if link is not None and self.sid in link.streams:
+            link.abandon(self.sid)  # whatever the worker still sends for it is dropped
 
     def client_gone(self) -> None:
         """The client closed its connection: drop the request, or abandon its stream."""
-        if self.done or self.abandoned:
+        state = self.state
+        if state in FINISHED:
             return
-        self.abandoned = True
+        self.state = TABLE[state][_CLIENT_GONE] or illegal(state, _CLIENT_GONE)
         pool = self.pool
         if self.link is not None:
             self.link.abandon(self.sid)
         elif pool is None or not pool.remove(self):
             return
-        self.conn.listener.events.emit(
+        self.conn.emit(
             "request.dropped", pool=pool.name if pool else None, reason="Client_Reset",
             dispatched=self.link is not None, method=self.method,
             url=self.target.decode("latin-1"),

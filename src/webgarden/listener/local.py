@@ -29,10 +29,10 @@ from webgarden import compression
 from webgarden.config.model import ServerConfig
 from webgarden.listener import access, cache, conditional, errors, static
 from webgarden.listener.filewatch import FileWatch
+from webgarden.listener.http1 import UNKNOWN, Body
 from webgarden.listener.sendfile import FileSender
 
 if TYPE_CHECKING:
-    from webgarden.listener.connection import HttpConnection
     from webgarden.listener.exchange import Exchange
     from webgarden.listener.routing import Route
 
@@ -153,19 +153,19 @@ class LocalResponder:
             if static.file_stamp(file[0]) != file[1]:
                 self.cache.invalidate_file(file[0])  # changed on disk: never serve it stale
                 return False
-        conn = ex.conn
         if ex.fast_key is not None and not found.not_modified and not found.entry.key.vary:
             if len(self.fast) >= FAST_ENTRIES:
                 self.fast.clear()
             self.fast[ex.fast_key] = found.entry
-        keep = ex.keep_alive and conn.may_keep_alive()
-        date = conn.listener.date_line
-        if not keep:
-            date += b"Connection: close\r\n"
-        ex.close_after = not keep
-        ex.status = 304 if found.not_modified else 200
-        conn.write(found.render(date))
-        ex.started = True
+        # The stored heads were prepared with their Content-Length: the HTTP core adds
+        # only what keep-alive needs (nothing, on the fast path's requests).
+        conn, entry = ex.conn, found.entry
+        if found.not_modified:
+            lines = ex.frame(304, UNKNOWN)
+            conn.write(b"".join((entry.not_modified, lines, conn.date_line, b"\r\n")))
+        else:
+            lines = ex.frame(200, len(entry.tail) - 2, length_in_head=True)
+            conn.write(b"".join((entry.head, lines, conn.date_line, entry.tail)))
         ex.finish()
         return True
 
@@ -266,23 +266,18 @@ class LocalResponder:
 
     def _head(self, ex: Exchange, status: int, reason: str, headers: list[tuple[str, str]],
               length: int | None) -> None:
-        conn: HttpConnection = ex.conn
-        keep = ex.keep_alive and conn.may_keep_alive()
+        """Write a response head; its framing and keep-alive are the HTTP core's choice."""
         lines = [f"HTTP/1.1 {status} {reason}\r\n", f"Server: {_SERVER}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers]
-        if length is not None:
-            lines.append(f"Content-Length: {length}\r\n")
-        if not keep:
-            lines.append("Connection: close\r\n")
-        ex.close_after = not keep
-        ex.status = status
-        ex.started = True
-        conn.write("".join(lines).encode("latin-1") + conn.listener.date_line + b"\r\n")
+        framing = ex.frame(status, UNKNOWN if length is None else length)
+        conn = ex.conn
+        conn.write(b"".join(("".join(lines).encode("latin-1"), framing, conn.date_line,
+                             b"\r\n")))
 
     def _send(self, ex: Exchange, status: int, reason: str, headers: list[tuple[str, str]],
               body: bytes, length: bool = True) -> None:
         self._head(ex, status, reason, headers, len(body) if length else None)
-        if body and ex.method != "HEAD":
+        if body and ex.body_mode is not Body.NONE:
             ex.conn.write(body)
         ex.finish()
 

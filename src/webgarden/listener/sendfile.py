@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from webgarden.listener.connection import HttpConnection
+from webgarden.listener.roles import Client
 
 STEP = 1024 * 1024
 
@@ -29,7 +27,7 @@ STEP = 1024 * 1024
 class FileSender:
     def __init__(
         self,
-        conn: HttpConnection,
+        conn: Client,
         fd: int,
         offset: int,
         count: int,

@@ -22,11 +22,18 @@ from webgarden.listener import errors
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.connection import HttpConnection
 from webgarden.listener.exchange import Exchange
+from webgarden.listener.http1 import HeadLimits, ParseCounters
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
 
 LISTEN_BACKLOG = 1024
+
+
+def _head_limits(config: ServerConfig) -> HeadLimits:
+    limits = config.limits
+    return HeadLimits(limits.max_field_length, limits.max_request_bytes,
+                      limits.allow_underscores_in_headers)
 
 
 class BindError(Exception):
@@ -59,6 +66,9 @@ class Listener:
         self.logs = AccessLogs(config, events)
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout
+        self.head_limits = _head_limits(config)
+        # Counted across connections for the metrics (underscore headers dropped, ...).
+        self.counters = ParseCounters()
         self.connections: set[HttpConnection] = set()
         self.sockets: dict[tuple[str, int], socket.socket] = {}
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
@@ -116,6 +126,7 @@ class Listener:
         self.pools = pools
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout
+        self.head_limits = _head_limits(config)  # new connections; open ones keep theirs
         self.sockets.update(opened)
         for key in set(self.sockets) - self.wanted(config):
             server = self.servers.pop(key, None)
@@ -151,6 +162,9 @@ class Listener:
         log. `ex`: the request it ended, when it is known."""
         self.logs.httperr(conn, page.status if page else 0,
                           reason or (page.reason if page else "-"), ex)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.events.emit(event, **fields)
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
@@ -194,4 +208,5 @@ class Listener:
         return {
             "connections": len(self.connections),
             "queues": {name: len(q.waiting) for name, q in self.pools.items()},
+            "underscore_headers_dropped": self.counters.underscore_headers_dropped,
         }
