@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webgarden.manager.states import IllegalTransition, PoolState, WorkerState
-from webgarden.manager.supervisor import (
-    RESTART_BACKOFF,
+from webgarden.manager.supervision import (
     AllExited,
     CancelRespawn,
     ConfigApplied,
@@ -14,10 +13,8 @@ from webgarden.manager.supervisor import (
     Drain,
     Emit,
     Exited,
-    ExitKind,
     FailureCounted,
     IdleExpired,
-    Member,
     Policy,
     PoolStarted,
     Ready,
@@ -29,8 +26,13 @@ from webgarden.manager.supervisor import (
     Start,
     StartFailed,
     StopPool,
-    Supervisor,
     TimerFired,
+)
+from webgarden.manager.supervisor import (
+    RESTART_BACKOFF,
+    ExitKind,
+    Member,
+    Supervisor,
     classify,
 )
 
@@ -216,7 +218,7 @@ def test_exits_are_classified_from_what_the_supervisor_knew() -> None:
 
 
 def test_stopping_drains_everyone_and_says_when_all_have_exited() -> None:
-    from webgarden.manager.supervisor import Stop, Stopped
+    from webgarden.manager.supervision import Stop, Stopped
 
     sup, wids = started_pool(Policy(max_processes=2))
     actions = sup.handle(Stop(), 0.0)

@@ -44,7 +44,7 @@ from webgarden.manager.identity import (
 )
 from webgarden.manager.process import WorkerProcess
 from webgarden.manager.states import PoolState, WorkerState
-from webgarden.manager.supervisor import (
+from webgarden.manager.supervision import (
     Action,
     AllExited,
     CancelRespawn,
@@ -72,9 +72,11 @@ from webgarden.manager.supervisor import (
     Stop,
     Stopped,
     StopPool,
-    Supervisor,
     TimerFired,
     WarmTemplate,
+)
+from webgarden.manager.supervisor import (
+    Supervisor,
 )
 from webgarden.manager.template import Template, template_key
 from webgarden.manager.triggers import RECYCLE_EVENTS, Triggers
