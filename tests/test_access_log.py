@@ -317,6 +317,33 @@ def test_a_request_its_client_abandons_is_logged_once_as_dropped(logged: Logged)
     assert len(logged.entries()) == 2
 
 
+def test_a_fully_sent_response_is_logged_as_sent_when_its_client_closes_before_the_end(
+        logged: Logged) -> None:
+    # /drip sends every byte of its Content-Length, then holds its stream open (the END
+    # frame comes only after SIGUSR1): the client has the whole answer and leaves first.
+    sock = socket.create_connection(("127.0.0.1", logged.port), timeout=10)
+    sock.sendall(get("/drip?n=3", "kind dripped"))
+    data = b""
+    while b"drop 2\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection early"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"drop 0\ndrop 1\ndrop 2\n"
+    wait_for(lambda: logged.server.stderr, lambda text: "dripped" in text,
+             logged.server.stderr_path)
+    sock.close()
+    entry = _one(logged, "kind dripped")
+    assert (entry["sc-status"], entry["sc-win32-status"]) == ("200", "0")
+    assert int(entry["sc-bytes"]) == len(data)
+    for pid in logged.server.worker_pids():
+        os.kill(pid, signal.SIGUSR1)  # the stream ends now; nothing more is logged for it
+    httpx.get(f"{logged.base}/hello", headers={"User-Agent": "kind after"})
+    _one(logged, "kind after")
+    assert len(logged.entries()) == 2
+    assert not [line for line in httperr_entries(logged) if "Connection_Dropped" in line]
+
+
 def test_a_response_the_app_breaks_off_is_logged_as_cut_by_the_server(logged: Logged) -> None:
     broken = raw_request(logged.port, get("/error-after-start", "kind broken"))
     assert broken.startswith(b"HTTP/1.1 200 ")  # the head went out; the body never ended

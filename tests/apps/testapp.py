@@ -175,7 +175,23 @@ def application(environ, start_response):
                 "webgarden.pool", "REQUEST_URI"]
         data = {k: environ.get(k) for k in keys}
         return _reply(start_response, json.dumps(data).encode(), ctype="application/json")
+    if path == "/headers":
+        data = {k: v for k, v in environ.items() if k.startswith("HTTP_")}
+        return _reply(start_response, json.dumps(data).encode(), ctype="application/json")
+    if path == "/drip":
+        # Every byte of its Content-Length goes out in pieces; then the response waits for
+        # SIGUSR1 before it ends, so its END frame comes after the client has it all.
+        parts = [f"drop {i}\n".encode() for i in range(int(params.get("n", "3")))]
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(sum(map(len, parts))))])
+        return _drip(parts)
     return _reply(start_response, b"no such route", status="404 Not Found")
+
+
+def _drip(parts):
+    yield from parts
+    print("dripped", file=sys.stderr, flush=True)
+    RELEASE.wait(30)
 
 
 def _big(size: int):
