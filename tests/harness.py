@@ -280,3 +280,31 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def ensure_user(name: str, groups: tuple[str, ...] = ()) -> int:
+    """The uid of system user `name`, created (no home, no shell) with supplementary
+    `groups` (created too) if it does not exist. Needs root and useradd: skips otherwise."""
+    import grp
+    import pwd
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("switching worker users needs the tests to run as root")
+    if shutil.which("useradd") is None:
+        pytest.skip("useradd is not installed (apt-get install passwd)")
+    for group in groups:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            subprocess.run(["groupadd", "--system", group], check=True)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", name], check=True)
+    if groups:
+        subprocess.run(["usermod", "-a", "-G", ",".join(groups), name], check=True)
+    return pwd.getpwnam(name).pw_uid

@@ -95,8 +95,9 @@ def failing_line(exc: BaseException) -> str:
     APP_PATHS), else the deepest outside the import machinery; "" if there is none."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
         return f"{privileges.shown(exc.filename)}:{exc.lineno}"
+    machinery = (os.path.dirname(importlib.__file__) + "/", load_app.__code__.co_filename)
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not f.filename.startswith("<") and f.filename != __file__]
+              if not f.filename.startswith(("<", *machinery))]
     roots = tuple(p.rstrip("/") + "/" for p in APP_PATHS)
     mine = [f for f in frames if roots and f.filename.startswith(roots)]
     if not (mine or frames):
