@@ -1,7 +1,9 @@
 # One command per chore. Every target sets the environment up first (./.venv).
-# The venv is made from the system's Python 3.11+ where there is one: workers started by a
-# root server run as an unprivileged user, who must be able to run the interpreter (a
-# Python under /root, as pyenv installs it, is out of its reach).
+# The venv is made from the system's Python 3.11+ where there is one. A root server's
+# workers start as root and become an unprivileged user (nobody) once they have opened the
+# directories they import from, so the checkout and its venv may sit in a private directory
+# (/root, `mktemp -d`); but the standard library is best reachable by path too (tracebacks
+# then show its source lines), which /usr/lib is and a Python under /root (pyenv) is not.
 SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null)
 ifeq ($(SYSTEM_PYTHON),True)
 PYTHON ?= /usr/bin/python3
