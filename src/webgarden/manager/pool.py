@@ -75,9 +75,7 @@ from webgarden.manager.supervision import (
     TimerFired,
     WarmTemplate,
 )
-from webgarden.manager.supervisor import (
-    Supervisor,
-)
+from webgarden.manager.supervisor import Supervisor
 from webgarden.manager.template import Template, template_key
 from webgarden.manager.triggers import RECYCLE_EVENTS, Triggers
 
