@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import APPS, ensure_user
+from harness import APPS, ensure_user, free_port
 
 #: Reports what the worker is and may do; `secret.txt` lies beside it, mode 600, root's.
 PROBE = '''
@@ -138,3 +138,52 @@ def test_the_worker_entry_refuses_an_identity_without_a_group(tmp_path: Path) ->
         frame = ours.recv(65536)
     assert result.returncode == 3  # EXIT_LOAD_FAILED, with an ABORT that says why
     assert b"cannot become the pool's user: --uid needs --gid" in frame
+
+
+STEER_CONFIG = """<configuration><system.applicationHost>
+  <applicationPools><add name="P" startMode="AlwaysRunning" pythonPath="{path}" /></applicationPools>
+  <sites><site name="s" id="1">
+    <bindings><binding protocol="http" bindingInformation="127.0.0.1:{port}:" /></bindings>
+    <application path="/" applicationPool="P" app="probe:application" />
+  </site></sites>
+</system.applicationHost></configuration>
+"""
+
+
+@needs_root
+def test_a_symlink_the_pools_user_could_plant_opens_no_private_directory(
+        tmp_path: Path, shared_tmp: Path) -> None:
+    """Hostile: the pool's user owns a directory on its pythonPath and puts a symlink there
+    to a directory of root's that it may read but not reach (a private ancestor). The root
+    worker must not open it for the user: the walk stops at the user's directory."""
+    target = _private_app(tmp_path)  # readable by nobody, under a mode-700 ancestor
+    nobody = pwd.getpwnam("nobody")
+    steer = shared_tmp / "steer"
+    steer.mkdir()
+    os.chown(steer, nobody.pw_uid, nobody.pw_gid)  # the pool's user's own directory
+    (steer / "app").symlink_to(target)
+
+    def serve(path: Path) -> subprocess.Popen[str]:
+        config = tmp_path / "steer.config"
+        config.write_text(STEER_CONFIG.format(path=path, port=free_port()))
+        return subprocess.Popen(
+            [sys.executable, "-m", "webgarden", "serve", "-c", str(config), "--control",
+             str(tmp_path / "c.sock")], cwd=shared_tmp, stderr=subprocess.PIPE, text=True)
+
+    steered = serve(steer / "app")
+    _, err = steered.communicate(timeout=60)
+    assert steered.returncode == 2
+    assert err.strip().splitlines() == [
+        "webgarden: pool 'P' cannot load its application: cannot import module 'probe': "
+        "ModuleNotFoundError: No module named 'probe'"]
+    direct = serve(target)  # the operator naming it: served (until stopped here)
+    try:
+        assert direct.stderr is not None
+        for line in direct.stderr:
+            if "serving" in line:
+                break
+        else:
+            raise AssertionError("the directly named directory was not served")
+    finally:
+        direct.terminate()
+        direct.wait(60)

@@ -11,7 +11,10 @@ The sequence (`become`), all before the first application import:
 1. Still root, with webgarden's own modules already imported (the worker's module imports
    them at its top; the interpreter starts with `-P` and without PYTHONPATH, so while root
    only the interpreter's own directories are on `sys.path`): open a directory descriptor
-   for every import-path entry, the pool's configured ones included.
+   for every import-path entry, the pool's configured ones included, walking each path one
+   component at a time (`open_unsteered`): a path that passes through a directory the
+   user owns or may write gets no descriptor, since the user could have put a symlink
+   there to a private directory of someone else's.
 2. `setgroups`, `setgid`, `setuid` to the pool's identity; check that root cannot come back
    (`setuid(0)` must fail, no capability left); `PR_SET_NO_NEW_PRIVS`; re-arm the
    parent-death signal, which a credential change clears.
@@ -36,6 +39,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -43,6 +47,10 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 #: Where a descriptor's directory is reached by path from inside the process.
 FD_ROOT = "/proc/self/fd/"
+#: Symlinks followed in one path before giving up: the kernel's own limit (MAXSYMLINKS).
+MAX_SYMLINKS = 40
+#: How the walk holds the directories it passes through: no reading, no following.
+_WALK = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 #: Paths shown to the user for descriptor paths: "/proc/self/fd/7" -> "/root/app".
 ORIGINALS: dict[str, str] = {}
@@ -80,8 +88,10 @@ def become(target: Target, configured: list[str]) -> list[str]:
     entries = list(dict.fromkeys([*configured, *sys.path]))
     opened: dict[str, int] = {}
     for path in entries:
-        if path and os.path.isabs(path) and os.path.isdir(path):
-            opened[path] = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if path and os.path.isabs(path):
+            fd = open_unsteered(path, target)
+            if fd is not None:
+                opened[path] = fd
     _switch(target)
     if os.getppid() != parent:  # it died before the parent-death signal was armed again
         raise PrivilegeError("the server exited while the worker started")
@@ -96,6 +106,59 @@ def become(target: Target, configured: list[str]) -> list[str]:
     sys.path[:] = [mapping.get(p, p) for p in sys.path]
     _rewrite_modules(mapping)
     return [mapping.get(p, p) for p in configured]
+
+
+def open_unsteered(path: str, target: Target) -> int | None:
+    """Directory `path` opened by root, or None where the pool's user could have steered
+    the walk there: it resolves one component at a time (symlinks too), and gives up at a
+    directory the user owns or may write (where it could have put a symlink to a private
+    directory it otherwise could not reach). The user then reaches `path` by path or not at
+    all, as without this module."""
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    stack = [os.open("/", _WALK)]
+    links = 0
+    try:
+        while pending:
+            name = pending.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            here = stack[-1]
+            st = os.stat(name, dir_fd=here, follow_symlinks=False)
+            if _steerable(os.fstat(here), st, target):
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    return None
+                link = os.readlink(name, dir_fd=here)
+                if link.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                pending[:0] = [p for p in link.split("/") if p not in ("", ".")]
+                continue
+            stack.append(os.open(name, _WALK | os.O_NOFOLLOW, dir_fd=here))
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=stack[-1])
+    except OSError:
+        return None  # not a directory, gone: the entry stays a path, as Python skips it
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def _steerable(parent: os.stat_result, entry: os.stat_result, target: Target) -> bool:
+    """Whether `target` could replace `entry` in directory `parent` (mode bits, no ACLs):
+    it owns the directory, or may write it, unless the sticky bit keeps another's entry."""
+    if parent.st_uid == target.uid:
+        return True
+    if parent.st_gid == target.gid or parent.st_gid in target.groups:
+        writable = parent.st_mode & stat.S_IWGRP
+    else:
+        writable = parent.st_mode & stat.S_IWOTH
+    if not writable:
+        return False
+    return not (parent.st_mode & stat.S_ISVTX) or entry.st_uid == target.uid
 
 
 def _switch(target: Target) -> None:
