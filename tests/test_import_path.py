@@ -66,11 +66,16 @@ def test_a_module_planted_in_the_servers_directory_by_one_pool_never_runs_in_ano
     assert httpx.get(base + "/b/").text == "genuine"
     assert httpx.get(base + "/").text == f"planted in {cwd}"
     assert (cwd / "bapp.py").exists()
-    result = server.admin("recycle", "apppool", "B")
-    assert result.returncode == 0, result.stderr
-    server.wait_event(lambda e: e["event"] == "worker.ready" and e["pool"] == "B",
-                      after=len(server.events()))
-    for _ in range(3):  # the replacement, forked from a fresh template, and any other
+    # The first recycle's replacement forks from the template that imported B's app before
+    # the plant; the template renewed after it imports afresh, and the second recycle's
+    # replacement forks from that one.
+    mark = len(server.events())
+    assert server.admin("recycle", "apppool", "B").returncode == 0
+    server.wait_event(lambda e: e["event"] == "template.ready" and e["pool"] == "B", after=mark)
+    mark = len(server.events())
+    assert server.admin("recycle", "apppool", "B").returncode == 0
+    server.wait_event(lambda e: e["event"] == "worker.ready" and e["pool"] == "B", after=mark)
+    for _ in range(3):
         assert httpx.get(base + "/b/").text == "genuine"
 
 
