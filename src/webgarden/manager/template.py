@@ -5,7 +5,8 @@ a fork of it, ready in milliseconds instead of the interpreter start plus every 
 
 Lifetime, as the pool drives it:
 
-* started when the pool first needs a worker, as the pool's identity;
+* started when the pool first needs a worker (as root under a root server: it becomes the
+  pool's identity before it imports the applications, `worker.privileges`);
 * shared by every worker spawned until the pool recycles: a recycle's replacements fork
   from it, then it is *retired*: it stops once the forks it owes are done, and the pool
   starts a fresh template as soon as a replacement is ready, so the next generation's
