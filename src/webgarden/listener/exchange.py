@@ -26,6 +26,15 @@ connection is closed so that a truncated body is never taken for a whole one.
 The exchange hears from its connection and from the worker link through method calls,
 and tells its connection what happened through `roles.Client` (`exchange_done`,
 `observe`, `httperr`): it imports neither.
+
+Other protocols: the request side is protocol-free already (a `RequestHead`, body
+chunks, an end). On the response side, heads travel as HTTP/1.1 header blocks (how the
+worker, the cache and static files express them) and `frame` with the three writers
+(`on_response_head`, `on_response_body`, `fail`) turn them into HTTP/1.1 bytes. An HTTP/2
+stream replaces exactly that step, in its own `roles.Client`: HEADERS from the block,
+DATA and END_STREAM instead of Content-Length or chunks, no `Connection` line. A
+WebSocket upgrade ends the exchange with its 101 and hands the connection's bytes to a
+frame codec. The states, the queue, the cache and the logs do not change.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ The adapter around the sans-IO rules in `cache`, `static`, `conditional` and
 
 Paths the cache has never seen as cacheable are not looked up at all, so an application's
 ordinary requests pay one set lookup here.
+
+Every answer written here is framed by `Exchange.frame` (the HTTP core's one writer,
+`http1.frame_response`): Content-Length, keep-alive and the `Connection` line are never
+decided in this module. A cached head is the bytes stored with the entry, Content-Length
+included; the writer adds only the connection line a request needs.
 """
 
 from __future__ import annotations
