@@ -464,3 +464,11 @@ def test_an_error_page_before_any_byte_abandons_the_workers_stream() -> None:
     assert b"".join(client.out).startswith(b"HTTP/1.1 504 ")
     ex.on_response_head(response_head(2, b"ok"), 1)  # too late: dropped
     assert b"ok" not in b"".join(client.out)
+
+
+def test_a_worker_lost_after_the_whole_answer_went_out_fails_nothing() -> None:
+    ex, client, _ = exchange()
+    ex.on_response_head(response_head(2, b"ok"), 0)  # complete; the END never comes
+    assert ex.done and ex.abandoned  # the fate of its stream no longer matters
+    assert ex.worker_lost() is False
+    assert ex.state is S.DONE and not client.aborted and client.done == [ex]

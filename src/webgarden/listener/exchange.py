@@ -175,7 +175,10 @@ class Exchange:
 
     @property
     def abandoned(self) -> bool:
-        return self.state is _ABANDONED
+        """Nothing its worker still sends matters: the client left (ABANDONED), or it has
+        its whole answer (DONE: an error page, or every byte before the worker's END). A
+        worker lost now fails no request."""
+        return self.state is _ABANDONED or self.state is _DONE
 
     # -- request side -----------------------------------------------------------------
 
