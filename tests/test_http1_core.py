@@ -472,3 +472,16 @@ def test_a_worker_lost_after_the_whole_answer_went_out_fails_nothing() -> None:
     assert ex.done and ex.abandoned  # the fate of its stream no longer matters
     assert ex.worker_lost() is False
     assert ex.state is S.DONE and not client.aborted and client.done == [ex]
+
+
+def test_a_request_failed_by_its_workers_loss_is_not_abandoned() -> None:
+    ex, client, _ = exchange(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+    assert ex.worker_lost() is False  # not idempotent: 502
+    assert ex.done and not ex.abandoned  # the caller reports it as failed
+    assert b"".join(client.out).startswith(b"HTTP/1.1 502 ")
+
+
+def test_an_idempotent_request_whose_worker_died_goes_back_in_line() -> None:
+    ex, client, _ = exchange()
+    assert ex.worker_lost() is True
+    assert ex.state is S.RECEIVED and ex.link is None and client.out == []

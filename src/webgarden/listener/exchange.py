@@ -175,10 +175,12 @@ class Exchange:
 
     @property
     def abandoned(self) -> bool:
-        """Nothing its worker still sends matters: the client left (ABANDONED), or it has
-        its whole answer (DONE: an error page, or every byte before the worker's END). A
-        worker lost now fails no request."""
-        return self.state is _ABANDONED or self.state is _DONE
+        """Nothing its worker stream still sends matters: the client left (ABANDONED), or
+        it had its whole answer while a stream was still attached (DONE with a link: an
+        error page, or every byte before the worker's END), so losing that worker fails no
+        request. An exchange that `worker_lost` itself fails has no link: not abandoned."""
+        state = self.state
+        return state is _ABANDONED or (state is _DONE and self.link is not None)
 
     # -- request side -----------------------------------------------------------------
 
@@ -407,9 +409,9 @@ class Exchange:
 
     def worker_lost(self) -> bool:
         """The worker died with this request on it. True: send it again (the caller does)."""
-        self.link = None
         if self.state is not _DISPATCHED and self.state is not _RESPONDING:
-            return False
+            return False  # answered, or its client left: nothing to decide
+        self.link = None
         if (
             self.state is _DISPATCHED
             and not self.retried
