@@ -44,7 +44,11 @@ class ServerProcess:
         )
         self._offset = 0
         self._seen: list[Event] = []
-        started = self.wait_event(lambda e: e["event"] == "server.started", timeout=60)
+        try:
+            started = self.wait_event(lambda e: e["event"] == "server.started", timeout=60)
+        except BaseException:
+            self.stop(timeout=5)  # never handed to the test: nobody else would stop it
+            raise
         host, port = started["addresses"][0].rsplit(":", 1)
         self.host, self.port = host, int(port)
         self.url = f"http://{host}:{port}"
