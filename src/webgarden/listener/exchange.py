@@ -299,35 +299,31 @@ class Exchange:
             return
         body = head.body
         if head.content_length >= 0:
-            length = head.content_length
+            length = head.content_length  # the app's
         elif end and not (status < 200 or status == 204 or status == 304):
-            length = len(body)
+            length = len(body)  # sent whole (a bodiless status's empty body declares nothing)
         else:
             length = UNKNOWN
-        # `frame`, inlined: this runs for every worker response.
-        state = self.state
-        self.state = TABLE[state][_RESPOND] or illegal(state, _RESPOND)
-        self.status = status
-        framing, mode, keep = http1.frame_response(
-            self.version, self.head_only, status, length,
-            self.keep_alive and conn.may_keep_alive())
-        self.body_mode = mode
-        self.close_after = not keep
+        framing = self.frame(status, length)
+        mode = self.body_mode
         if mode is _LENGTH:
             self.remaining = length
+        date = conn.listener.date_line
         if not body or mode is _NONE:
-            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n")))
+            conn.write(b"".join((block, framing, date, b"\r\n")))
         elif mode is _CHUNKED:
-            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n%x\r\n" % len(body),
-                                 body, b"\r\n")))
+            conn.write(b"".join((block, framing, date, b"\r\n%x\r\n" % len(body), body,
+                                 b"\r\n")))
+        elif mode is _LENGTH:
+            body = body[:length]  # never past its Content-Length
+            self.remaining -= len(body)
+            conn.write(b"".join((block, framing, date, b"\r\n", body)))
         else:
-            if mode is _LENGTH:
-                body = body[:self.remaining]
-                self.remaining -= len(body)
-            conn.write(b"".join((block, framing, conn.listener.date_line, b"\r\n", body)))
+            conn.write(b"".join((block, framing, date, b"\r\n", body)))
         if end:
-            if status == 200 and self.method == "GET" and self.route is not None:
-                conn.observe(self, block, head.body)
+            if (status == 200 and self.method == "GET" and self.route is not None
+                    and self.remaining <= 0):  # whole: the cache never keeps a short body
+                conn.observe(self, block, body)
             self.finish()
         elif mode is _NONE or (mode is _LENGTH and self.remaining <= 0):
             self.finish()  # complete for the client; the worker's END may come later
