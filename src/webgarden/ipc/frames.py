@@ -21,6 +21,10 @@ Rules:
 * Stream id 0 is the connection itself (ready, ping, stats, drain, stop); requests use
   ids from 1 up, chosen by the listener.
 * `FLAG_END` on a frame closes the sending half of its stream.
+* Each frame type goes one way only. What a worker may send is `FROM_WORKER_STREAM` (on a
+  request stream) and `FROM_WORKER_CONTROL` (on stream 0); anything else from a worker is a
+  violation of the link (THREAT_MODEL.md), and so is a `ProtocolError`. Its `rule` names
+  the rule broken, for the event log.
 
 The decoder keeps at most one partial frame; the writer side coalesces frames itself
 (see `listener.upstream` and `worker.channel`): the prototype measured about twice the
@@ -53,8 +57,8 @@ class FrameType(IntEnum):
     RESPONSE = 4  # worker -> listener: response head, maybe with the whole body
     RESPONSE_BODY = 5  # worker -> listener: raw body bytes (FLAG_END: last)
     ABORT = 6  # either way: the stream is abandoned (client gone, app failed mid-body)
-    SENDFILE = 7  # worker -> listener: send this open file zero-copy (TransmitFile)
-    FILE_DONE = 8  # listener -> worker: the file was sent (or abandoned); close it
+    SENDFILE = 7  # worker -> listener: send the file it passed (SCM_RIGHTS) zero-copy
+    FILE_DONE = 8  # listener -> worker: the listener holds the file; the worker may close it
     CREDIT = 9  # either way: flow-control window update for one stream
     PING = 10  # listener -> worker
     PONG = 11  # worker -> listener
@@ -64,8 +68,24 @@ class FrameType(IntEnum):
     STOP = 15  # listener -> worker: exit once idle
 
 
+#: Frame types a worker may send on a request stream (stream id >= 1).
+FROM_WORKER_STREAM = frozenset({
+    FrameType.RESPONSE, FrameType.RESPONSE_BODY, FrameType.CREDIT, FrameType.SENDFILE,
+    FrameType.ABORT,
+})
+#: Frame types a worker may send on stream 0 (ABORT there: the applications failed to load).
+FROM_WORKER_CONTROL = frozenset({
+    FrameType.READY, FrameType.PONG, FrameType.STATS, FrameType.RECYCLE, FrameType.ABORT,
+})
+
+
 class ProtocolError(Exception):
-    """The peer sent bytes that are not a valid frame. The connection must be dropped."""
+    """The peer sent bytes that are not a valid frame. The connection must be dropped.
+    `rule` names the rule broken (the event log's reason); the message says how."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
 
 
 class Frame(NamedTuple):
@@ -111,10 +131,13 @@ class FrameDecoder:
             magic, version, ftype, flags, stream, length = unpack(buf, pos)
             if magic != MAGIC or version != VERSION:
                 raise ProtocolError(
-                    f"bad frame header at byte {pos}: magic {magic:#x}, version {version}"
+                    "bad-frame-header",
+                    f"bad frame header at byte {pos}: magic {magic:#x}, version {version}",
                 )
             if length > MAX_PAYLOAD:
-                raise ProtocolError(f"frame payload of {length} bytes exceeds {MAX_PAYLOAD}")
+                raise ProtocolError(
+                    "frame-too-large", f"frame payload of {length} bytes exceeds {MAX_PAYLOAD}"
+                )
             start = pos + HEADER_SIZE
             stop = start + length
             if stop > end:

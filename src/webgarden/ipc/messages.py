@@ -2,6 +2,9 @@
 
 Body frames (REQUEST_BODY, RESPONSE_BODY) carry raw bytes and have no type here. CREDIT
 and FILE_DONE carry one unsigned 32-bit number (`COUNT`), which is cheaper than msgpack.
+
+What a worker sends is decoded strictly (`forbid_unknown_fields`: an array longer than the
+type is an error, not silently cut), so a payload of another shape is refused whole.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import struct
 import msgspec
 
 COUNT = struct.Struct(">I")
+#: Characters of a worker's or a template's reason kept for the event log.
+MAX_REASON = 2000
 
 
-class Ready(msgspec.Struct, array_like=True, frozen=True):
+class Ready(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     pid: int
     capacity: int  # requests the worker runs at once (its threads)
 
@@ -33,7 +38,7 @@ class RequestHead(msgspec.Struct, array_like=True, frozen=True):
     window: int = 0  # request-body bytes the listener may send before it waits for credit
 
 
-class ResponseHead(msgspec.Struct, array_like=True, frozen=True):
+class ResponseHead(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     status: int
     # The status line and header lines, each ending in CRLF, as they go on the wire; the
     # worker validated them and removed hop-by-hop headers, Content-Length and Date.
@@ -42,20 +47,22 @@ class ResponseHead(msgspec.Struct, array_like=True, frozen=True):
     body: bytes = b""  # the first (with FLAG_END: the whole) body
 
 
-class SendFile(msgspec.Struct, array_like=True, frozen=True):
-    pid: int  # the worker's pid: the listener opens /proc/<pid>/fd/<fd>
-    fd: int
+class SendFile(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """The body of a stream is `count` bytes from `offset` of the file the worker passed
+    for this stream by SCM_RIGHTS (`ipc.descriptors`). It names no pid, path or descriptor
+    number: the listener uses only the descriptor it received, once checked."""
+
     offset: int
-    count: int  # -1: to the end of the file
+    count: int
 
 
-class Stats(msgspec.Struct, array_like=True, frozen=True):
+class Stats(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     requests: int
     rss: int
     private: int
 
 
-class Abort(msgspec.Struct, array_like=True, frozen=True):
+class Abort(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     reason: str
 
 

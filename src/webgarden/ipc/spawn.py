@@ -1,8 +1,11 @@
 """Messages between the manager and a pool's template process (smart spawning).
 
 The two talk over a SOCK_SEQPACKET socketpair, one msgspec-encoded message per packet.
-`Fork` carries two descriptors with it (SCM_RIGHTS): the worker's end of its socketpair
-to the listener, and the write end of its stack-dump pipe.
+`Fork` carries three descriptors with it (SCM_RIGHTS), in this order: the worker's end
+of its stream socketpair to the listener, the write end of its stack-dump pipe, and its end
+of the descriptor socketpair (files for the zero-copy path, `ipc.descriptors`). The
+template receives with room for exactly `FORK_FDS`; the manager receives none (it never
+passes a control buffer, so the kernel discards any descriptor a template sends).
 
     template -> manager   Loaded | LoadFailed | Unforkable      once, after the import
     manager -> template   Fork                                   any number of times
@@ -15,8 +18,8 @@ import msgspec
 
 #: Largest message either side sends, bytes (a Fork names a pool and compression rules).
 MAX_MESSAGE = 64 * 1024
-#: Descriptors that travel with a Fork.
-FORK_FDS = 2
+#: Descriptors that travel with a Fork: stream socket, stack-dump pipe, descriptor socket.
+FORK_FDS = 3
 
 
 class Loaded(msgspec.Struct, tag=True, frozen=True):

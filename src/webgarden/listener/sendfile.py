@@ -11,17 +11,45 @@ the listener does it itself:
    else writes to the socket while a file is in flight (responses are sent in order).
 
 The sender owns the file descriptor and closes it, whatever happens.
+
+The descriptor came from a worker by SCM_RIGHTS (`ipc.descriptors`): `check_file` must
+have accepted it first. The listener never opens a file a worker names; it sends from
+the worker's own open file, so it can send nothing the worker could not read itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import stat
 from collections.abc import Callable
 
 from webgarden.listener.roles import Client
 
 STEP = 1024 * 1024
+
+
+def check_file(fd: int, offset: int, count: int) -> str | None:
+    """Why a worker's descriptor must not be sent, or None. It must be a regular file
+    (not a socket, pipe, device or directory), opened for reading (`O_RDONLY` or `O_RDWR`,
+    and not `O_PATH`, which any user can open on a file it may not read), and `count` bytes
+    from `offset` must lie inside it. The size check also refuses procfs files, which say
+    they are empty."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        info = os.fstat(fd)
+    except OSError as exc:
+        return f"the descriptor cannot be examined ({exc.strerror})"
+    if flags & os.O_PATH:
+        return "the descriptor was opened with O_PATH"
+    if flags & os.O_ACCMODE not in (os.O_RDONLY, os.O_RDWR):
+        return "the descriptor is not open for reading"
+    if not stat.S_ISREG(info.st_mode):
+        return "the descriptor is not a regular file"
+    if offset < 0 or count <= 0 or offset + count > info.st_size:
+        return f"{count} bytes at offset {offset} are not inside the file ({info.st_size} bytes)"
+    return None
 
 
 class FileSender:

@@ -1,7 +1,15 @@
 """One worker process as the manager sees it: spawn, watch, stop, kill.
 
 The process is started with one end of a socketpair (`--fd`); the other end becomes a
-`WorkerLink` on the server's loop. Its exit is noticed through a pidfd registered with the
+`WorkerLink` on the server's loop. A second socketpair, SOCK_SEQPACKET (`--descriptor-fd`),
+carries only the files a worker passes for the zero-copy path (`ipc.descriptors`).
+
+The worker runs application code: what it says on stream 0 is checked here before the
+manager acts on it (THREAT_MODEL.md). READY once, naming the worker's own pid, with a
+capacity from 1 to the threads and prefetch it was started with; ABORT (a load failure)
+only before READY, its reason cut to `messages.MAX_REASON`. A violation, here or in the
+link, closes the link, logs `worker.violation`, counts toward rapid-fail and kills the
+worker, which the pool replaces. Its exit is noticed through a pidfd registered with the
 loop (no polling, no SIGCHLD handler), and its state moves only through the table in
 `manager.states`. Exit codes are the worker's named codes (`worker.main.EXIT_*`); a
 negative code is the signal that ended it.
@@ -18,6 +26,8 @@ import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig
@@ -110,6 +120,8 @@ class WorkerProcess:
         self._stacks_fd = -1
         self._stacks = b""  # what the worker's faulthandler wrote
         self._stacks_arrived: asyncio.Future[None] | None = None
+        self.said_ready = False
+        self.capacity_limit = 0  # threads + prefetch it was started with (READY's bound)
 
     def transition(self, event: str) -> None:
         self.state = next_worker_state(self.state, event)
@@ -131,17 +143,22 @@ class WorkerProcess:
         for sock in (parent, child):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        # Files for the zero-copy path travel here by SCM_RIGHTS: the stream socket is read
+        # through a transport that drops ancillary data.
+        fd_parent, fd_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.capacity_limit = pool.config.threads + pool.config.worker_prefetch
         stacks_read, stacks_write = os.pipe()
         os.set_blocking(stacks_read, False)
         apps = pool.apps  # this worker's generation: a recycle may change the pool's list
         try:
             if template is not None:
-                await self._fork(template, child.fileno(), stacks_write)
+                await self._fork(template, child.fileno(), stacks_write, fd_child.fileno())
             if not self.pid:
-                self._exec(child.fileno(), stacks_write, apps)
+                self._exec(child.fileno(), stacks_write, fd_child.fileno(), apps)
                 CLAIMED.add(self.pid)
         except (OSError, TemplateLoadFailed) as exc:
             parent.close()
+            fd_parent.close()
             os.close(stacks_read)
             if isinstance(exc, TemplateLoadFailed):
                 self.load_error = str(exc)
@@ -154,6 +171,7 @@ class WorkerProcess:
             return
         finally:
             child.close()
+            fd_child.close()
             os.close(stacks_write)
         self._stacks_fd = stacks_read
         self.loop.add_reader(stacks_read, self._read_stacks)
@@ -180,21 +198,24 @@ class WorkerProcess:
             self._on_control,
             pool.requests.link_lost,  # the listener decides what becomes of its requests
             lambda link: pool.on_link_free(self),
+            lambda link, rule, detail: self.on_violation(rule, detail),
         )
         link.apps = {app: index for index, app in enumerate(apps)}
+        link.attach_descriptors(fd_parent)
         await self.loop.create_unix_connection(lambda: link, sock=parent)
 
     def drained_while_spawning(self) -> bool:
         """Retired while it waited for its template: it is killed as soon as it exists."""
         return self.state is not WorkerState.SPAWNING
 
-    async def _fork(self, template: Template, fd: int, stacks_fd: int) -> None:
+    async def _fork(self, template: Template, fd: int, stacks_fd: int, descriptor_fd: int
+                    ) -> None:
         """Fork from the pool's template (a stale one is replaced once). Leaves `pid` at 0
         when the worker must be started directly instead; TemplateLoadFailed goes up."""
         try:
             for attempt in range(2):
                 try:
-                    self.pid = await template.fork(fd, stacks_fd)
+                    self.pid = await template.fork(fd, stacks_fd, descriptor_fd)
                 except TemplateStale:
                     fresh = self.pool.template_for_spawn() if attempt == 0 else None
                     if fresh is None:
@@ -211,7 +232,8 @@ class WorkerProcess:
         finally:
             template.release()
 
-    def _exec(self, fd: int, stacks_fd: int, apps: list[ApplicationConfig]) -> None:
+    def _exec(self, fd: int, stacks_fd: int, descriptor_fd: int, apps: list[ApplicationConfig]
+              ) -> None:
         """Start the worker as a new interpreter (spawnMethod="direct", or no template)."""
         pool = self.pool
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(fd)]
@@ -219,17 +241,24 @@ class WorkerProcess:
         argv += ["--prefetch", str(pool.config.worker_prefetch)]
         if pool.compression:
             argv += ["--compression", pool.compression]
-        argv += ["--stacks-fd", str(stacks_fd)]
+        argv += ["--stacks-fd", str(stacks_fd), "--descriptor-fd", str(descriptor_fd)]
         for app in apps:
             argv += ["--app", app.app]
-        self.proc = pool.popen(argv, (fd, stacks_fd))
+        self.proc = pool.popen(argv, (fd, stacks_fd, descriptor_fd))
         self.pid = self.proc.pid
 
     # -- messages from the worker -----------------------------------------------------
 
     def _on_control(self, ftype: int, payload: bytes) -> None:
+        """A stream-0 frame of a type a worker may send (the link checked the type)."""
         if ftype == FrameType.READY:
+            problem = self._check_ready(payload)
+            if problem is not None:
+                if self.link is not None:
+                    self.link.violate("bad-ready", problem)
+                return
             ready = messages.ready_decoder.decode(payload)
+            self.said_ready = True
             if self.link is not None:
                 self.link.capacity = ready.capacity
             if self.state is WorkerState.STARTING:
@@ -252,11 +281,46 @@ class WorkerProcess:
                 self._ping_deadline.cancel()
                 self._ping_deadline = None
         elif ftype == FrameType.ABORT:
-            self.load_error = messages.abort_decoder.decode(payload).reason
+            try:
+                reason = messages.abort_decoder.decode(payload).reason
+            except msgspec.DecodeError as exc:
+                reason = f"an unreadable load failure ({exc})"
+            if self.said_ready and self.link is not None:
+                self.link.violate("late-load-failure", "ABORT on stream 0 after READY")
+                return
+            self.load_error = reason[: messages.MAX_REASON]
             self.pool.events.emit(
                 "worker.load_failed", pool=self.pool.config.name, pid=self.pid,
                 error=self.load_error,
             )
+
+    def _check_ready(self, payload: bytes) -> str | None:
+        """Why a READY is not believed, or None."""
+        if self.said_ready:
+            return "a second READY"
+        try:
+            ready = messages.ready_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            return f"an unreadable READY ({exc})"
+        if ready.pid != self.pid:
+            return f"READY names pid {ready.pid}, not the worker's {self.pid}"
+        if not 1 <= ready.capacity <= self.capacity_limit:
+            return (f"READY claims a capacity of {ready.capacity}, outside 1.."
+                    f"{self.capacity_limit} (threads and prefetch)")
+        return None
+
+    def on_violation(self, rule: str, detail: str) -> None:
+        """The worker broke a rule of the link (its link closes itself): log why, count it
+        toward rapid-fail, and kill it; the pool replaces it. No stack dump and no orphaning:
+        a worker that breaks the protocol may be hostile, and is given nothing more."""
+        pool = self.pool
+        pool.events.emit("worker.violation", pool=pool.config.name, pid=self.pid, reason=rule,
+                         detail=detail[: messages.MAX_REASON])
+        if self.failed is None:
+            self.failed = f"violation: {rule}"
+            pool.count_failure(self, "violation")
+        pool.withdraw(self)
+        self.kill()
 
     def _pin(self) -> None:
         """smpAffinitized: each worker on one CPU of smpProcessorAffinityMask, round robin."""

@@ -142,8 +142,9 @@ class Template:
         self._load_timer = self.loop.call_later(limit, self._load_expired, limit)
         pool.events.emit("template.start", pool=pool.config.name, pid=self.pid)
 
-    async def fork(self, fd: int, stacks_fd: int) -> int:
-        """Fork a worker that serves socket `fd` and dumps its stacks to `stacks_fd`; its pid.
+    async def fork(self, fd: int, stacks_fd: int, descriptor_fd: int) -> int:
+        """Fork a worker that serves socket `fd`, dumps its stacks to `stacks_fd` and passes
+        files on `descriptor_fd`; its pid.
 
         Raises TemplateLoadFailed (the applications cannot be imported), TemplateStale, or
         TemplateError (anything else: spawn the worker directly)."""
@@ -156,7 +157,8 @@ class Template:
                              self.pool.compression, os.getpid())
         reply: asyncio.Future[spawn.FromTemplate] = self.loop.create_future()
         try:
-            socket.send_fds(self._sock, [spawn.encoder.encode(request)], [fd, stacks_fd])
+            socket.send_fds(self._sock, [spawn.encoder.encode(request)],
+                            [fd, stacks_fd, descriptor_fd])
         except OSError as exc:
             raise TemplateError(f"cannot reach the template: {exc}") from None
         self._pending.append(reply)

@@ -13,7 +13,11 @@ Theory of operation:
   empty. Frames queued by other threads while a `sendall` runs go out in the next write.
 * Flow control (see `worker.wsgi`): a thread may send response body bytes only while its
   stream has send credit; it waits on `cond` otherwise. Request body bytes it consumes are
-  returned to the listener as credit, so an upload is bounded by the window.
+  returned to the listener as credit, so an upload is bounded by the window (the windows:
+  `ipc.flow_control`). Once a stream's end went out, nothing more is sent for it: the
+  listener has released it and would take any later frame as a violation of the link.
+* A file for the zero-copy path goes to the listener as a descriptor (SCM_RIGHTS) on the
+  second socket, `fd_sock`, before the SENDFILE frame that names the same stream.
 """
 
 from __future__ import annotations
@@ -24,14 +28,9 @@ import socket
 import threading
 from collections.abc import Callable
 
-from webgarden.ipc import frames, messages
+from webgarden.ipc import descriptors, frames, messages
+from webgarden.ipc.flow_control import RESPONSE_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
-
-#: Bytes the listener may send of one request body before it waits for credit.
-REQUEST_WINDOW = 1024 * 1024
-#: Bytes of one response body this worker may send before it waits for credit. The
-#: listener grants this much per stream at the start (it is the listener's buffer bound).
-RESPONSE_WINDOW = 1024 * 1024
 
 RECV_SIZE = 256 * 1024
 
@@ -43,6 +42,7 @@ class Stream:
         "aborted",
         "body_done",
         "chunks",
+        "ended",
         "file_done",
         "head",
         "id",
@@ -55,13 +55,15 @@ class Stream:
         self.chunks: collections.deque[bytes] = collections.deque()
         self.body_done = body_done
         self.aborted = False
+        self.ended = False  # a frame that ends the stream went out: send nothing more
         self.file_done = False
         self.send_window = RESPONSE_WINDOW
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, fd_sock: socket.socket | None = None) -> None:
         self.sock = sock
+        self.fd_sock = fd_sock  # SOCK_SEQPACKET, for descriptors only
         self.streams: dict[int, Stream] = {}
         self.requests: queue.SimpleQueue[Stream | None] = queue.SimpleQueue()
         self.cond = threading.Condition()
@@ -97,6 +99,17 @@ class Channel:
 
     def send_frame(self, ftype: int, sid: int, payload: bytes = b"", flags: int = 0) -> None:
         self.send(frames.encode(ftype, sid, payload, flags))
+
+    def send_descriptor(self, sid: int, fd: int) -> bool:
+        """Pass `fd` to the listener for stream `sid`. False: no descriptor socket, or the
+        listener is gone."""
+        if self.fd_sock is None:
+            return False
+        try:
+            socket.send_fds(self.fd_sock, [descriptors.encode(sid)], [fd])
+        except OSError:
+            return False
+        return True
 
     def finish(self, stream: Stream) -> None:
         """The app thread is done with this stream; late frames for it are ignored."""

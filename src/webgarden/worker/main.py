@@ -124,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stacks-fd", type=int, default=-1)
     parser.add_argument("--descriptor-fd", type=int, default=-1,
                         help="SOCK_SEQPACKET socket for passing files to the listener")
+    parser.add_argument("--descriptor-fd", type=int, default=-1,
+                        help="SOCK_SEQPACKET socket for passing files to the listener")
     parser.add_argument("--compression", default="",
                         help="the server's compression rules, JSON (dynamic responses)")
     return parser.parse_args(argv)

@@ -13,8 +13,9 @@ Rules:
   So does an iterator the listener's cache may keep (a 200 to a GET, public with a
   max-age) that ends within MAX_GATHER: the cache stores only whole responses.
   Anything else streams as RESPONSE_BODY frames within the stream's send window.
-* `wsgi.file_wrapper` over a real file is not read here: the worker sends SENDFILE and the
-  listener transmits the file zero-copy (IIS's TransmitFile), then says FILE_DONE.
+* `wsgi.file_wrapper` over a real file is not read here: the worker passes its descriptor
+  (SCM_RIGHTS) and sends SENDFILE; the listener checks it and transmits the file zero-copy
+  (IIS's TransmitFile), then says FILE_DONE.
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ class Input:
                     raise ClientDisconnected("the client closed the connection")
                 return b""
         chunk = stream.chunks.popleft()
-        self._channel.send_frame(FrameType.CREDIT, stream.id, messages.count_payload(len(chunk)))
+        if not stream.ended:  # read after the response ended (in close()): nobody to credit
+            self._channel.send_frame(
+                FrameType.CREDIT, stream.id, messages.count_payload(len(chunk))
+            )
         return chunk
 
     def read(self, size: int | None = -1) -> bytes:
@@ -163,8 +167,18 @@ class Input:
 class Response:
     """What the app has said so far about one response, and the sending of it."""
 
-    __slots__ = ("channel", "content_length", "content_type", "encoded", "ended", "head",
+    __slots__ = ("channel", "content_length", "content_type", "encoded", "head",
                  "head_sent", "host", "packer", "raw_left", "sent", "stream")
+
+    @property
+    def ended(self) -> bool:
+        """A frame that ends the stream went out (END, SENDFILE, ABORT). Kept on the stream,
+        where `Input` sees it: no credit is sent for a stream the listener has released."""
+        return self.stream.ended
+
+    @ended.setter
+    def ended(self, value: bool) -> None:
+        self.stream.ended = value
 
     def __init__(self, channel: Channel, stream: Stream, host: WSGIHost | None = None) -> None:
         self.channel = channel
@@ -576,13 +590,21 @@ class WSGIHost:
         if stream.head.method == "HEAD" or count == 0:
             response.send_head(b"", end=True)
             return True
+        if self.channel.fd_sock is None:
+            return False
         response.send_head(b"", end=False)
-        request = messages.SendFile(os.getpid(), fd, offset, count)
+        # The descriptor goes first (SCM_RIGHTS, on its own socket), then the frame that
+        # says which bytes of it: the listener never opens a file by name or number.
+        if not self.channel.send_descriptor(stream.id, fd):
+            response.abort("the listener is gone")
+            return True
         response.ended = True
+        request = messages.SendFile(offset, count)
         self.channel.send_frame(
             FrameType.SENDFILE, stream.id, messages.encoder.encode(request), FLAG_END
         )
-        # The listener reads the file through /proc/<pid>/fd/<fd>: keep it open until done.
+        # The listener holds its own reference once it has the descriptor; FILE_DONE says it
+        # took it, and frees this thread in step with the listener's count of it.
         self.channel.wait_for(lambda: stream.file_done or stream.aborted)
         return True
 
