@@ -212,13 +212,32 @@ class Template:
             try:
                 message = spawn.from_template.decode(data)
             except ValueError as exc:
-                self._finish(TemplateError(f"the template said something unreadable: {exc}"))
-                self.stop()
+                self._violation(f"an unreadable message ({exc})")
                 return
             self._dispatch(message)
 
+    def _violation(self, reason: str) -> None:
+        """The template broke the spawn protocol: it runs the application's code, so it may
+        be hostile. Say why, and stop it; its pool's workers are then spawned directly."""
+        self.pool.events.emit("template.violation", pool=self.pool.config.name, pid=self.pid,
+                              reason=reason[: spawn.MAX_MESSAGE])
+        self._finish(TemplateError(f"the template broke the spawn protocol: {reason}"))
+        self.stop()
+
+    def _out_of_turn(self, message: spawn.FromTemplate) -> str | None:
+        """Why `message` is not what the template may say now, or None. Load reports come
+        once, before any fork; fork answers only answer a Fork, in order."""
+        name = type(message).__name__
+        if isinstance(message, spawn.Loaded | spawn.LoadFailed | spawn.Unforkable):
+            return f"{name} after the load was reported" if self.loaded.done() else None
+        return None if self._pending else f"{name} answers no Fork"
+
     def _dispatch(self, message: spawn.FromTemplate) -> None:
         name = self.pool.config.name
+        problem = self._out_of_turn(message)
+        if problem is not None:
+            self._violation(problem)
+            return
         if isinstance(message, spawn.Loaded):
             if self._load_timer is not None:
                 self._load_timer.cancel()
@@ -234,7 +253,7 @@ class Template:
         elif isinstance(message, spawn.Unforkable):
             self.pool.spawn_directly(message.reason)
             self._finish(TemplateError(message.reason))
-        elif self._pending:
+        else:
             reply = self._pending.popleft()
             if isinstance(message, spawn.Forked):
                 problem = self.check_forked(message.pid)
@@ -247,6 +266,8 @@ class Template:
                     CLAIMED.add(message.pid)  # before the worker could exit unclaimed
             if not reply.done():
                 reply.set_result(message)
+            if problem is not None:  # it lied about a pid: it forks nothing more
+                self.stop()
 
     def check_forked(self, pid: int) -> str | None:
         """Why `pid` is not a worker this template just forked, or None. It must be a
