@@ -1,11 +1,17 @@
-"""The frame codec, sans-IO."""
+"""The frame codec and message types, sans-IO; the descriptor messages and the descriptor
+check of the zero-copy file path over a real socketpair."""
 
 from __future__ import annotations
 
+import os
+import socket
+
+import msgspec
 import pytest
 
-from webgarden.ipc import frames, messages
+from webgarden.ipc import descriptors, frames, messages
 from webgarden.ipc.frames import FLAG_END, FrameDecoder, FrameType, ProtocolError
+from webgarden.listener.sendfile import check_file
 
 
 def test_frames_split_at_every_byte_boundary_decode_the_same() -> None:
@@ -49,3 +55,104 @@ def test_a_length_over_the_maximum_is_refused_before_anything_is_buffered() -> N
 
 def test_the_credit_payload_is_a_32_bit_count() -> None:
     assert messages.read_count(messages.count_payload(123456)) == 123456
+
+
+def test_frame_errors_name_the_rule_they_break() -> None:
+    good = frames.encode(FrameType.PING, 0)
+    with pytest.raises(ProtocolError) as bad_header:
+        FrameDecoder().feed(b"X" + good[1:])
+    assert bad_header.value.rule == "bad-frame-header"
+    huge = frames.encode_header(FrameType.RESPONSE_BODY, 1, frames.MAX_PAYLOAD + 1)
+    with pytest.raises(ProtocolError) as too_large:
+        FrameDecoder().feed(huge)
+    assert too_large.value.rule == "frame-too-large"
+
+
+def test_a_worker_may_send_no_frame_type_that_only_the_listener_sends() -> None:
+    listener_only = {FrameType.REQUEST, FrameType.REQUEST_BODY, FrameType.FILE_DONE,
+                     FrameType.PING, FrameType.DRAIN, FrameType.STOP}
+    assert not listener_only & (frames.FROM_WORKER_STREAM | frames.FROM_WORKER_CONTROL)
+    assert FrameType.READY not in frames.FROM_WORKER_STREAM
+
+
+def test_a_sendfile_names_only_an_offset_and_a_count_and_any_other_shape_is_refused() -> None:
+    request = messages.SendFile(10, 20)
+    assert messages.sendfile_decoder.decode(messages.encoder.encode(request)) == request
+    old_style = msgspec.msgpack.encode([1234, 7, 0, 100])  # pid, fd, offset, count
+    with pytest.raises(msgspec.ValidationError):
+        messages.sendfile_decoder.decode(old_style)
+    with pytest.raises(msgspec.ValidationError):
+        messages.ready_decoder.decode(msgspec.msgpack.encode([1, 2, 3]))
+
+
+# -- descriptor messages (ipc.descriptors), through a real SOCK_SEQPACKET pair ------------
+
+
+def _receive(sender: socket.socket, receiver: socket.socket, data: bytes, fds: list[int]):
+    socket.send_fds(sender, [data], fds)
+    got, ancdata, flags, _ = receiver.recvmsg(
+        descriptors.DATA_SPACE, descriptors.ANCILLARY_SPACE, descriptors.RECV_FLAGS)
+    received = descriptors.received_fds(ancdata)
+    try:
+        return descriptors.read_message(got, ancdata, received, flags)
+    finally:
+        for fd in received:
+            os.close(fd)
+
+
+@pytest.fixture
+def seqpacket():
+    pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    yield pair
+    for sock in pair:
+        sock.close()
+
+
+def test_a_descriptor_message_is_one_stream_id_and_one_descriptor(seqpacket, tmp_path) -> None:
+    sender, receiver = seqpacket
+    with open(tmp_path / "f", "wb") as f:
+        assert _receive(sender, receiver, descriptors.encode(9), [f.fileno()]) == 9
+
+
+@pytest.mark.parametrize(("data", "count", "why"), [
+    (descriptors.encode(9), 2, "2 descriptors"),
+    (descriptors.encode(9), 3, "larger than"),  # past the ancillary buffer: truncated, flagged
+    (descriptors.encode(9), 0, "0 descriptors"),
+    (descriptors.encode(9) + b"x", 1, "5 bytes"),
+    (descriptors.encode(9) * 10, 1, "larger than"),
+    (b"\0\0", 1, "2 bytes"),
+    (descriptors.encode(0), 1, "stream 0"),
+])
+def test_a_malformed_descriptor_message_is_refused(seqpacket, tmp_path, data, count, why) -> None:
+    sender, receiver = seqpacket
+    with open(tmp_path / "f", "wb") as f, pytest.raises(ProtocolError, match=why) as refused:
+        _receive(sender, receiver, data, [f.fileno()] * count)
+    assert refused.value.rule == "bad-descriptor-message"
+
+
+# -- the descriptor check (listener.sendfile.check_file) ------------------------------
+
+
+def test_only_a_readable_regular_file_and_a_range_inside_it_may_be_sent(tmp_path) -> None:
+    path = tmp_path / "ten"
+    path.write_bytes(b"0123456789")
+    opened = {
+        "read": os.open(path, os.O_RDONLY),
+        "read-write": os.open(path, os.O_RDWR),
+        "write": os.open(path, os.O_WRONLY),
+        "path": os.open(path, os.O_PATH),
+        "directory": os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY),
+        "procfs": os.open("/proc/self/status", os.O_RDONLY),
+    }
+    try:
+        assert check_file(opened["read"], 0, 10) is None
+        assert check_file(opened["read-write"], 3, 7) is None
+        assert "reading" in (check_file(opened["write"], 0, 10) or "")
+        assert "O_PATH" in (check_file(opened["path"], 0, 10) or "")
+        assert "regular" in (check_file(opened["directory"], 0, 1) or "")
+        assert "inside" in (check_file(opened["procfs"], 0, 1) or "")  # it says it is empty
+        for offset, count in ((0, 11), (5, 6), (-1, 2), (0, 0), (10, 1)):
+            assert "inside" in (check_file(opened["read"], offset, count) or ""), (offset, count)
+    finally:
+        for fd in opened.values():
+            os.close(fd)

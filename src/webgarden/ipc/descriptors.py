@@ -15,8 +15,10 @@ listener matches them by stream id (`listener.upstream`).
 
 Rules (the server never opens a file by a path, pid or descriptor number a worker names):
 
-* the listener receives with room for `MAX_FDS` descriptors and `DATA_SPACE` bytes, so
-  anything larger shows as truncation (`MSG_TRUNC`, `MSG_CTRUNC`) and is a violation;
+* the listener receives into `DATA_SPACE` bytes and `ANCILLARY_SPACE`, the room for
+  `MAX_FDS` descriptors (which alignment may round up to room for two): a message larger
+  than either is flagged (`MSG_TRUNC`, `MSG_CTRUNC`; the kernel closes the descriptors it
+  could not install) and is a violation;
 * exactly one descriptor and exactly `MESSAGE.size` bytes per message, and nothing in the
   ancillary data but SCM_RIGHTS; anything else is a violation;
 * every descriptor received is closed unless it is used (the caller closes what
