@@ -3,7 +3,7 @@
 Theory of operation:
 
 * `dispatch` gives a request a stream id and sends its head; its body follows within the
-  worker's receive window (`REQUEST_WINDOW`), topped up by CREDIT as the app reads.
+  worker's receive window (`ipc.flow_control`), topped up by CREDIT as the app reads.
 * Frames from the worker are routed by stream id to their `Exchange`. A stream counts
   toward `inflight` from dispatch until the worker ends it (END, ABORT, or a SENDFILE
   whose file the listener took): only then is the worker's thread free again, whatever
@@ -53,14 +53,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from webgarden.ipc import descriptors, frames, messages
-from webgarden.ipc.flow_control import REQUEST_WINDOW, RESPONSE_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener.sendfile import check_file
 
 if TYPE_CHECKING:
     from webgarden.listener.exchange import Exchange
-
-__all__ = ["REQUEST_WINDOW", "RESPONSE_WINDOW", "WorkerLink"]
 
 #: How long a SENDFILE frame waits for its descriptor, seconds. The worker sends the
 #: descriptor first, so it is normally queued already; this only bounds a hostile wait.
