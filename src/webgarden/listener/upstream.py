@@ -356,13 +356,11 @@ class WorkerLink(asyncio.Protocol):
         return ex.app in self.apps
 
     def dispatch(self, ex: Exchange) -> None:
-        sid = self._next_id
-        while True:  # ids wrap after 2**32 - 1 requests; skip one still in flight
-            sid = (sid % 0xFFFFFFFE) + 1
-            if sid not in self.streams:
-                break
-        self._next_id = sid
-        self.streams[sid] = ex
+        streams = self.streams
+        self._next_id = sid = (self._next_id % 0xFFFFFFFE) + 1
+        while sid in streams:  # ids wrap after 2**32 - 2 requests; skip one still in flight
+            self._next_id = sid = (sid % 0xFFFFFFFE) + 1
+        streams[sid] = ex
         ex.attach(self, sid)
 
     def release(self, sid: int) -> None:

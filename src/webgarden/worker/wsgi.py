@@ -167,18 +167,8 @@ class Input:
 class Response:
     """What the app has said so far about one response, and the sending of it."""
 
-    __slots__ = ("channel", "content_length", "content_type", "encoded", "head",
+    __slots__ = ("channel", "content_length", "content_type", "encoded", "ended", "head",
                  "head_sent", "host", "packer", "raw_left", "sent", "stream")
-
-    @property
-    def ended(self) -> bool:
-        """A frame that ends the stream went out (END, SENDFILE, ABORT). Kept on the stream,
-        where `Input` sees it: no credit is sent for a stream the listener has released."""
-        return self.stream.ended
-
-    @ended.setter
-    def ended(self, value: bool) -> None:
-        self.stream.ended = value
 
     def __init__(self, channel: Channel, stream: Stream, host: WSGIHost | None = None) -> None:
         self.channel = channel
@@ -191,7 +181,9 @@ class Response:
         self.content_type = ""
         self.encoded = False  # the app set Content-Encoding itself
         self.head_sent = False
-        self.ended = False  # a frame that ends the stream went out (END, SENDFILE, ABORT)
+        # A frame that ends the stream went out (END, SENDFILE, ABORT). Also said on the
+        # stream, where `Input` sees it: no credit goes for a stream the listener released.
+        self.ended = False
         self.sent = 0
 
     def start_response(
@@ -236,7 +228,7 @@ class Response:
             body = body[:length]
         head = messages.ResponseHead(status, serialized, length, body)
         self.head_sent = True
-        self.ended = end
+        self.ended = self.stream.ended = end
         self.sent = len(body)
         self.channel.send_frame(
             FrameType.RESPONSE, self.stream.id, messages.encoder.encode(head),
@@ -278,12 +270,12 @@ class Response:
                 return
             tail, self.packer = self.packer.finish(), None
             self.send_body(tail)
-        self.ended = True
+        self.ended = self.stream.ended = True
         self.channel.send_frame(FrameType.RESPONSE_BODY, self.stream.id, b"", FLAG_END)
 
     def abort(self, reason: str) -> None:
         """End the stream without a whole response; the listener frees the worker's slot."""
-        self.ended = True
+        self.ended = self.stream.ended = True
         payload = messages.encoder.encode(messages.Abort(reason))
         self.channel.send_frame(FrameType.ABORT, self.stream.id, payload, FLAG_END)
 
@@ -598,7 +590,7 @@ class WSGIHost:
         if not self.channel.send_descriptor(stream.id, fd):
             response.abort("the listener is gone")
             return True
-        response.ended = True
+        response.ended = stream.ended = True
         request = messages.SendFile(offset, count)
         self.channel.send_frame(
             FrameType.SENDFILE, stream.id, messages.encoder.encode(request), FLAG_END
