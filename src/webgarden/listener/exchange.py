@@ -304,8 +304,16 @@ class Exchange:
             length = len(body)  # sent whole (a bodiless status's empty body declares nothing)
         else:
             length = UNKNOWN
-        framing = self.frame(status, length)
-        mode = self.body_mode
+        # `frame`, inlined (this runs for every worker response): the same transition and
+        # the same call to the one framer, with the same keep-alive inputs.
+        state = self.state
+        self.state = TABLE[state][_RESPOND] or illegal(state, _RESPOND)
+        self.status = status
+        framing, mode, keep = http1.frame_response(
+            self.version, self.head_only, status, length,
+            self.keep_alive and conn.may_keep_alive())
+        self.body_mode = mode
+        self.close_after = not keep
         if mode is _LENGTH:
             self.remaining = length
         date = conn.listener.date_line
