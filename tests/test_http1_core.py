@@ -485,3 +485,27 @@ def test_an_idempotent_request_whose_worker_died_goes_back_in_line() -> None:
     ex, client, _ = exchange()
     assert ex.worker_lost() is True
     assert ex.state is S.RECEIVED and ex.link is None and client.out == []
+
+
+@pytest.mark.parametrize("field", [
+    b"Content-Length: 0", b"transfer-encoding: chunked", b"CONNECTION: keep-alive",
+    b"Keep-Alive: timeout=5", b"Upgrade: websocket", b"Content-Length : 0",
+])
+def test_a_worker_head_that_frames_its_own_response_gets_502(field: bytes) -> None:
+    from webgarden.ipc import messages
+
+    ex, client, link = exchange()
+    head = messages.ResponseHead(200, b"HTTP/1.1 200 OK\r\n" + field + b"\r\n", 6, b"forged")
+    ex.on_response_head(head, 1)
+    sent = b"".join(client.out)
+    assert sent.startswith(b"HTTP/1.1 502 ") and b"forged" not in sent
+    assert link.abandoned == [1]
+
+
+def test_a_worker_head_may_carry_fields_that_only_resemble_framing_ones() -> None:
+    from webgarden.ipc import messages
+
+    ex, client, _ = exchange()
+    block = b"HTTP/1.1 200 OK\r\nX-Content-Length: 3\r\nContent-Type: text/plain\r\n"
+    ex.on_response_head(messages.ResponseHead(200, block, 2, b"ok"), 1)
+    assert b"".join(client.out).startswith(b"HTTP/1.1 200 OK\r\nX-Content-Length: 3\r\n")

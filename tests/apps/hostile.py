@@ -153,6 +153,11 @@ def application(environ, start_response):
         ready = messages.Ready(os.getpid(), 1_000_000)
         channel.send_frame(FrameType.READY, 0, messages.encoder.encode(ready))
         return _hold()
+    if path == "/framing-header":  # a head that frames itself: the listener alone frames
+        block = f"HTTP/1.1 200 OK\r\n{params['field']}\r\n".encode("latin-1")
+        head = messages.ResponseHead(200, block, 6, b"forged")
+        channel.send_frame(FrameType.RESPONSE, sid, messages.encoder.encode(head), FLAG_END)
+        return _hold()
     if path == "/second-head":
         _head(channel, sid, 5)
         _head(channel, sid, 5)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from typing import TYPE_CHECKING
 
 from webgarden.ipc import frames, messages
@@ -62,6 +63,12 @@ if TYPE_CHECKING:
 BODY_BUFFER_LIMIT = 1024 * 1024
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+#: Header fields a worker's head may not carry (an honest worker drops them, see
+#: worker/responses.py): with them a compromised app could frame its response its own way
+#: and desynchronise the client, or a proxy's connection shared with other clients.
+_FRAMING_FIELD = re.compile(
+    rb"\n(?:content-length|transfer-encoding|connection|keep-alive|upgrade)[ \t]*:",
+    re.IGNORECASE).search
 #: Common methods, decoded once.
 _METHODS = {m.encode(): m for m in (*IDEMPOTENT, "POST", "PATCH", "CONNECT")}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -286,7 +293,8 @@ class Exchange:
         conn = self.conn
         status = head.status
         block = head.head
-        # The worker serialized the head; whatever it is, it must not split the response.
+        # The worker serialized the head; whatever it is, it must not split the response,
+        # nor frame it: framing and the connection are the listener's (`http1`) alone.
         lines = block.count(b"\r\n")
         if (
             block.count(b"\n") != lines
@@ -294,6 +302,7 @@ class Exchange:
             or block.find(b"\r\n\r\n") >= 0  # find(): cheaper than `in` for bytes
             or block[-2:] != b"\r\n"
             or block[:9] != b"HTTP/1.1 "
+            or _FRAMING_FIELD(block) is not None
         ):
             self.on_worker_abort()
             return
