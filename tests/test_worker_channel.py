@@ -74,3 +74,40 @@ def test_response_bodies_wait_for_credit_and_resume_when_it_comes() -> None:
     serving.join()
     listener.close()
     reader.join()
+
+
+def test_no_credit_is_sent_for_a_body_read_after_the_response_ended() -> None:
+    # The listener releases a stream at its END: a frame for it after that would be a
+    # violation of the link, so body the app reads late (here in close()) is not credited.
+    listener, worker = socket.socketpair()
+    channel = Channel(worker)
+    late: list[bytes] = []
+
+    class Body(list):  # type: ignore[type-arg]
+        def __init__(self, environ) -> None:
+            super().__init__([b"ok"])
+            self.environ = environ
+
+        def close(self) -> None:
+            late.append(self.environ["wsgi.input"].read())
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return Body(environ)
+
+    reader = threading.Thread(target=channel.run_reader, args=(lambda t, p: None,))
+    reader.start()
+    listener.sendall(frames.encode(FrameType.REQUEST, 3, _head("/late"))
+                     + frames.encode(FrameType.REQUEST_BODY, 3, b"abc", FLAG_END))
+    host = WSGIHost([app], channel, "pool")
+    serving = threading.Thread(target=host.serve_forever)
+    serving.start()
+    channel.requests.put(None)
+    serving.join()
+    assert late == [b"abc"]
+    listener.settimeout(5)
+    got = FrameDecoder().feed(listener.recv(65536))
+    assert [(f.type, f.stream, f.flags & FLAG_END) for f in got] == [
+        (FrameType.RESPONSE, 3, FLAG_END)]
+    listener.close()
+    reader.join()
