@@ -181,3 +181,11 @@ def test_a_file_shorter_than_its_content_length_goes_with_the_length_it_has(
         status, headers, body = client.read_response()
         assert status == 200 and headers["content-length"] == "10" and body == data[-10:]
     client.close()
+
+
+def test_a_directly_started_worker_passes_its_files_the_same_way(start_server, blob) -> None:
+    server = start_server("hostile:application", "--spawn-method", "direct")
+    path, data = blob
+    assert httpx.get(f"{server.url}/noread", params={"path": str(path)}).content == data
+    started = [e for e in server.events() if e["event"] == "worker.start"]
+    assert started and all(e["spawn"] == "exec" for e in started)
