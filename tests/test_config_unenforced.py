@@ -59,7 +59,6 @@ def test_defaults_elements_values_and_elements_count_as_what_they_stand_for() ->
         ('add name="P"', "managedRuntimeVersion", WINDOWS),
         ('add name="A"', None, NOT_YET),
         ("processModel", "idleTimeoutAction", NOT_YET),
-        ('application path="/x"', "interface", "ASGI is " + NOT_YET),
         ("limits", "connectionTimeout", NOT_YET),
     }
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from webgarden import __version__
 from webgarden.config.model import Limits, ServerConfig, single_app
+from webgarden.config.pools import ASGI_CONCURRENCY
 
 if TYPE_CHECKING:
     from webgarden.server import Server
@@ -67,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="serve one WSGI application on one pool",
-        description="Serve one WSGI application: one listener on --bind, one application "
+        help="serve one WSGI or ASGI application on one pool",
+        description="Serve one WSGI or ASGI application: one listener on --bind, one application "
         "pool (DefaultAppPool) with a request queue of --queue-length, --workers worker "
         "processes of --threads threads each. Without APP, serves the demo site.",
     )
     run.add_argument(
         "app", nargs="?", default=DEMO_APP, metavar="APP",
-        help="the WSGI callable as module:name, imported by the workers from the current "
+        help="the WSGI or ASGI callable as module:name, imported by the workers from the current "
         f"directory (default: {DEMO_APP}, the demo site)",
     )
     run.add_argument(
@@ -96,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests a worker may hold beyond its running threads, so that listener and "
         "worker batch their messages; 0 sends a worker only what its threads can start at "
         "once (default: 3 x --threads)",
+    )
+    run.add_argument(
+        "--interface", choices=("auto", "asgi", "wsgi"), default="auto",
+        help="how to call APP: asgi (async, scope/receive/send: FastAPI, Starlette, Django's "
+        "asgi.py), wsgi (environ/start_response: Flask, Django's wsgi.py), or auto: told "
+        "from the callable (default: auto)",
+    )
+    run.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default="auto",
+        help="ASGI lifespan startup and shutdown, in each worker: on requires the app to "
+        "support them, auto uses them if it does, off never sends them (default: auto)",
+    )
+    run.add_argument(
+        "--asgi-concurrency", type=_positive, default=ASGI_CONCURRENCY, metavar="N",
+        help="requests each worker runs at once on its event loop for an ASGI app (the "
+        f"ASGI counterpart of --threads; default: {ASGI_CONCURRENCY})",
     )
     run.add_argument(
         "--log-dir", default=None, metavar="DIR",
@@ -315,6 +332,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         prefetch=args.prefetch,
+        interface=args.interface,
+        lifespan=args.lifespan,
+        asgi_concurrency=args.asgi_concurrency,
         spawn_method=args.spawn_method,
         log_directory=None if args.log_dir is None else os.path.abspath(args.log_dir),
         queue_length=args.queue_length,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from webgarden.config.pools import (
+    ASGI_CONCURRENCY,
     DEFAULT_POOL,
     CpuConfig,
     EnvironmentVariable,
@@ -161,6 +162,9 @@ def single_app(
     identity: str | None = None,
     spawn_method: str = "smart",
     log_directory: str | None = None,
+    interface: str = "auto",
+    lifespan: str = "auto",
+    asgi_concurrency: int = ASGI_CONCURRENCY,
 ) -> ServerConfig:
     """`webgarden run module:app`: one site, one application at "/", one pool.
 
@@ -182,6 +186,7 @@ def single_app(
         max_processes=workers,
         threads=threads,
         prefetch=prefetch,
+        asgi_concurrency=asgi_concurrency,
         shutdown_time_limit=shutdown_time_limit,
         failure=failure,
         identity_type=identity_type,  # type: ignore[arg-type]
@@ -193,7 +198,9 @@ def single_app(
         name=DEFAULT_SITE,
         id=1,
         bindings=(Binding(address=host, port=port),),
-        applications=(ApplicationConfig(path="/", pool=pool.name, app=app),),
+        applications=(ApplicationConfig(path="/", pool=pool.name, app=app,
+                                        interface=interface,  # type: ignore[arg-type]
+                                        lifespan=lifespan),),  # type: ignore[arg-type]
     )
     if log_directory is not None:
         site = dataclasses.replace(

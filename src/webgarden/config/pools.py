@@ -32,6 +32,9 @@ from webgarden.config.values import (
 )
 
 DEFAULT_POOL = "DefaultAppPool"
+#: Requests an ASGI worker runs at once (asgiConcurrency): as many as wrk's and a browser
+#: farm's usual 100 connections, while the pool's queue, not the worker, holds the rest.
+ASGI_CONCURRENCY = 100
 
 RECYCLE_REASONS = ("Time", "Requests", "Schedule", "Memory", "IsapiUnhealthy", "OnDemand",
                    "ConfigChange", "PrivateMemory")
@@ -176,6 +179,10 @@ class PoolConfig:
              "webgarden counts the machine as one node.")
     threads: int = setting("threads", Integer(1, 1024), 8, extension=True,
                            help="webgarden: requests one worker runs at once (its threads).")
+    asgi_concurrency: int = setting(
+        "asgiConcurrency", Integer(1, 65535), ASGI_CONCURRENCY, extension=True,
+        help="webgarden: requests one worker runs at once on its event loop for its ASGI "
+             "applications (the ASGI counterpart of threads; the capacity it announces).")
     prefetch: int | None = setting(
         "prefetch", Integer(0, 65535), None, extension=True,
         help="webgarden: requests a worker holds beyond its threads (default 3 x threads).")
@@ -268,6 +275,13 @@ class PoolConfig:
     environment_variables: tuple[EnvironmentVariable, ...] = collection(
         "add", EnvironmentVariable, wrapper="environmentVariables", key=("name",), remove=True,
         noun="environment variable", help="Variables set in the workers' environment.")
+
+    @property
+    def worker_capacity_bound(self) -> int:
+        """The most a worker may announce: threads and prefetch for its WSGI applications
+        plus asgiConcurrency for its ASGI ones (the manager cannot tell an "auto" app's
+        interface before the worker imports it)."""
+        return self.threads + self.worker_prefetch + self.asgi_concurrency
 
     @property
     def worker_prefetch(self) -> int:

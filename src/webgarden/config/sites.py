@@ -42,6 +42,7 @@ DEFAULT_LOG_FIELDS = frozenset({
 })
 
 Interface = Literal["wsgi", "asgi", "auto"]
+Lifespan = Literal["auto", "on", "off"]
 LogonMethod = Literal["Interactive", "Batch", "Network", "ClearText"]
 LogFormat = Literal["IIS", "NCSA", "W3C", "Custom"]
 LogPeriod = Literal["MaxSize", "Daily", "Weekly", "Monthly", "Hourly"]
@@ -91,7 +92,13 @@ class ApplicationConfig:
                        help='webgarden: the callable to serve, "module:callable".')
     interface: Interface = setting(
         "interface", Choice("wsgi", "asgi", "auto"), "auto", extension=True,
-        help="webgarden: how to call it; auto decides from the callable.")
+        help="webgarden: how to call it; auto decides from the callable (an async "
+             "__call__(scope, receive, send) is ASGI, a callable of two parameters WSGI).")
+    lifespan: Lifespan = setting(
+        "lifespan", Choice("auto", "on", "off"), "auto", extension=True,
+        help="webgarden: ASGI lifespan events in each worker (startup before it takes "
+             "requests, shutdown when it stops); on: an app that does not support them "
+             "fails to load; auto: such an app runs without them; off: never sent.")
     enabled_protocols: str = setting("enabledProtocols", Text(), "http",
                                      help="Protocols the application accepts.")
     service_auto_start_enabled: bool = setting("serviceAutoStartEnabled", Bool(), False,

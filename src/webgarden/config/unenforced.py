@@ -103,7 +103,6 @@ UNENFORCED: tuple[Unenforced, ...] = (
            f"{_WEB}/serverRuntime/@alternateHostName",
            f"{_WEB}/serverRuntime/@enableNagling",
            f"{_WEB}/serverRuntime/@authenticatedUserOverride"),
-    Unenforced(f"{_APP}/@interface", "ASGI is " + NOT_YET, frozenset({"asgi"})),
     *_rows(WINDOWS,
            f"{_POOL}/@enable32BitAppOnWin64",
            f"{_POOL}/@managedRuntimeVersion",

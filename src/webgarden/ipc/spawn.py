@@ -46,6 +46,7 @@ class Fork(msgspec.Struct, tag=True, frozen=True):
     prefetch: int
     compression: str
     server_pid: int  # the worker's parent once the template's intermediate process exits
+    asgi_concurrency: int = 100  # requests its event loop runs at once (ASGI apps)
 
 
 class Forked(msgspec.Struct, tag=True, frozen=True):

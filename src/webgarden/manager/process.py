@@ -33,6 +33,7 @@ from webgarden.aio import background
 from webgarden.config.model import ApplicationConfig
 from webgarden.events import exit_fields
 from webgarden.ipc import messages
+from webgarden.ipc.apps import app_argument
 from webgarden.ipc.frames import FrameType
 from webgarden.listener.upstream import WorkerLink
 from webgarden.manager.states import WorkerState, next_worker_state
@@ -146,7 +147,7 @@ class WorkerProcess:
         # Files for the zero-copy path travel here by SCM_RIGHTS: the stream socket is read
         # through a transport that drops ancillary data.
         fd_parent, fd_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.capacity_limit = pool.config.threads + pool.config.worker_prefetch
+        self.capacity_limit = pool.config.worker_capacity_bound
         stacks_read, stacks_write = os.pipe()
         os.set_blocking(stacks_read, False)
         apps = pool.apps  # this worker's generation: a recycle may change the pool's list
@@ -239,11 +240,12 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "webgarden.worker", "--fd", str(fd)]
         argv += ["--pool", pool.config.name, "--threads", str(pool.config.threads)]
         argv += ["--prefetch", str(pool.config.worker_prefetch)]
+        argv += ["--asgi-concurrency", str(pool.config.asgi_concurrency)]
         if pool.compression:
             argv += ["--compression", pool.compression]
         argv += ["--stacks-fd", str(stacks_fd), "--descriptor-fd", str(descriptor_fd)]
         for app in apps:
-            argv += ["--app", app.app]
+            argv += ["--app", app_argument(app)]
         self.proc = pool.popen(argv, (fd, stacks_fd, descriptor_fd))
         self.pid = self.proc.pid
 
@@ -306,7 +308,7 @@ class WorkerProcess:
             return f"READY names pid {ready.pid}, not the worker's {self.pid}"
         if not 1 <= ready.capacity <= self.capacity_limit:
             return (f"READY claims a capacity of {ready.capacity}, outside 1.."
-                    f"{self.capacity_limit} (threads and prefetch)")
+                    f"{self.capacity_limit} (threads, prefetch and asgiConcurrency)")
         return None
 
     def on_violation(self, rule: str, detail: str) -> None:

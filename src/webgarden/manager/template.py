@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from webgarden.events import exit_fields
 from webgarden.ipc import spawn
+from webgarden.ipc.apps import app_argument
 
 if TYPE_CHECKING:
     from webgarden.config.model import ApplicationConfig, PoolConfig
@@ -89,7 +90,7 @@ class TemplateOwner(Protocol):
 def template_key(pool: TemplateOwner) -> TemplateKey:
     """What a template's imports depend on: a change means a new template."""
     uid = pool.identity.uid if pool.identity is not None else None
-    return tuple(app.app for app in pool.apps), tuple(pool.config.python_path), uid
+    return tuple(app_argument(app) for app in pool.apps), tuple(pool.config.python_path), uid
 
 
 class Template:
@@ -154,7 +155,7 @@ class Template:
                 "the template is gone")
         config = self.pool.config
         request = spawn.Fork(config.name, config.threads, config.worker_prefetch,
-                             self.pool.compression, os.getpid())
+                             self.pool.compression, os.getpid(), config.asgi_concurrency)
         reply: asyncio.Future[spawn.FromTemplate] = self.loop.create_future()
         try:
             socket.send_fds(self._sock, [spawn.encoder.encode(request)],

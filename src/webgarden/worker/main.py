@@ -41,11 +41,13 @@ import msgspec
 
 import webgarden.worker
 from webgarden.compression import CompressionRules
-from webgarden.ipc import messages
+from webgarden.config.pools import ASGI_CONCURRENCY
+from webgarden.ipc import apps, messages
 from webgarden.ipc.frames import FrameType
-from webgarden.worker import privileges
+from webgarden.worker import interface, privileges
 from webgarden.worker.channel import Channel
-from webgarden.worker.wsgi import WSGIApp, WSGIHost
+from webgarden.worker.loop import Hosted, LoopWorker, dump_tasks_on
+from webgarden.worker.wsgi import WSGIHost
 
 EXIT_OK = 0
 EXIT_LOAD_FAILED = 3  # the application could not be imported or is not callable
@@ -62,7 +64,13 @@ class AppLoadError(Exception):
     """The application named in the configuration cannot be loaded. The message is one line."""
 
 
-def load_app(spec: str) -> WSGIApp:
+def load_app(argument: str) -> Hosted:
+    """Import the application an `--app` argument names (`ipc.apps`) and tell its interface
+    (`worker.interface`); AppLoadError says, in one line, why it cannot be served."""
+    try:
+        spec, configured, lifespan = apps.decode(argument)
+    except ValueError as exc:
+        raise AppLoadError(str(exc)) from None
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise AppLoadError(f"{spec!r} is not of the form 'module:callable'")
@@ -85,9 +93,12 @@ def load_app(spec: str) -> WSGIApp:
         except AttributeError:
             raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
-        raise AppLoadError(f"{spec!r} is a {type(obj).__name__}, not a callable WSGI application")
-    app: WSGIApp = obj
-    return app
+        raise AppLoadError(f"{spec!r} is a {type(obj).__name__}, not a callable application")
+    try:
+        kind = interface.resolve(obj, spec, configured)
+    except interface.InterfaceMismatch as exc:
+        raise AppLoadError(str(exc)) from None
+    return Hosted(obj, kind, spec, lifespan)
 
 
 def failing_line(exc: BaseException) -> str:
@@ -120,10 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app", action="append", default=[], required=True)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--asgi-concurrency", type=int, default=ASGI_CONCURRENCY)
     privileges.add_arguments(parser)
     parser.add_argument("--stacks-fd", type=int, default=-1)
-    parser.add_argument("--descriptor-fd", type=int, default=-1,
-                        help="SOCK_SEQPACKET socket for passing files to the listener")
     parser.add_argument("--descriptor-fd", type=int, default=-1,
                         help="SOCK_SEQPACKET socket for passing files to the listener")
     parser.add_argument("--compression", default="",
@@ -142,15 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(reason)))
         return EXIT_LOAD_FAILED
     return serve(args.fd, args.pool, args.app, args.threads, args.prefetch, args.stacks_fd,
-                 args.compression, descriptor_fd=args.descriptor_fd)
+                 args.compression, descriptor_fd=args.descriptor_fd,
+                 asgi_concurrency=args.asgi_concurrency)
 
 
 def serve(
     fd: int, pool: str, specs: list[str], threads: int, prefetch: int, stacks_fd: int,
-    compression: str, descriptor_fd: int = -1,
+    compression: str, descriptor_fd: int = -1, asgi_concurrency: int = ASGI_CONCURRENCY,
 ) -> int:
     """Run the worker on socket `fd`: load `specs` (already imported when forked from a
     template), start `threads`, say READY, serve until STOP. Returns the exit code."""
+    stacks = None
     if stacks_fd >= 0:
         # SIGUSR2 dumps every thread's stack to the manager, from inside the signal handler:
         # faulthandler needs no GIL, so it works even when the app holds the interpreter.
@@ -170,13 +182,23 @@ def serve(
     fd_sock = socket.socket(fileno=descriptor_fd) if descriptor_fd >= 0 else None
     channel = Channel(sock, fd_sock)
     try:
-        apps = [load_app(spec) for spec in specs]
+        hosted = [load_app(spec) for spec in specs]
     except AppLoadError as exc:
         channel.send_frame(FrameType.ABORT, 0, messages.encoder.encode(messages.Abort(str(exc))))
         return EXIT_LOAD_FAILED
 
-    host = WSGIHost(apps, channel, pool, _rules(compression))
     webgarden.worker._channel = channel  # for request_recycle()
+    if any(h.interface == "asgi" for h in hosted):
+        # One event loop for the ASGI apps (and threads for any WSGI app beside them).
+        worker = LoopWorker(channel, hosted, pool, threads, prefetch, asgi_concurrency,
+                            _rules(compression))
+        if stacks is not None:
+            dump_tasks_on(signal.SIGUSR2, stacks, worker.loop)
+        outcome = worker.run()
+        if outcome == "gone":
+            os._exit(EXIT_LISTENER_GONE)  # the server is gone: nobody will read our answers
+        return EXIT_LOAD_FAILED if outcome == "failed" else EXIT_OK
+    host = WSGIHost([h.app for h in hosted], channel, pool, _rules(compression))
     workers = [
         threading.Thread(target=host.serve_forever, name=f"wsgi-{i}", daemon=True)
         for i in range(threads)

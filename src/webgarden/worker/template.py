@@ -189,7 +189,8 @@ def become_worker(
         if os.getppid() == request.server_pid:
             privileges.die_with_parent()
         code = serve(fds[0], request.pool, specs, request.threads, request.prefetch, fds[1],
-                     request.compression, descriptor_fd=fds[2])
+                     request.compression, descriptor_fd=fds[2],
+                     asgi_concurrency=request.asgi_concurrency)
     except BaseException:
         traceback.print_exc()
     finally:

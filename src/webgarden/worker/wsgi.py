@@ -22,53 +22,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import re
-import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 from webgarden import SERVER_NAME
-from webgarden.compression import CompressionRules, Packer, compress, negotiate
+from webgarden.compression import CompressionRules, Packer, compress
 from webgarden.ipc import frames, messages
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
 from webgarden.worker.channel import Channel, Stream
+from webgarden.worker.responses import (
+    ERROR_500,
+    ERROR_500_HEADERS,
+    MAX_GATHER,
+    ClientDisconnected,
+    dynamic_coding,
+    file_extent,
+    shared_cacheable,
+)
+from webgarden.worker.responses import check_head as _check_head
 
 log = logging.getLogger("webgarden.worker")
 
 WSGIApp = Callable[..., Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-SERVER_LINE = f"Server: {SERVER_NAME}\r\n"
-
-ERROR_500 = (
-    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">'
-    b"\r\n<HTML><HEAD><TITLE>Internal Server Error</TITLE>\r\n"
-    b'<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
-    b"<BODY><h2>Internal Server Error</h2>\r\n"
-    b"<hr><p>HTTP Error 500. The application failed while processing the request.</p>\r\n"
-    b"</BODY></HTML>\r\n"
-)
-
-
-class ClientDisconnected(OSError):
-    """The client went away; the response is abandoned."""
-
 
 class FileWrapper:
     """`wsgi.file_wrapper`: iterable over a file-like, and a sendfile hint for the host."""
@@ -280,89 +258,15 @@ class Response:
         self.channel.send_frame(FrameType.ABORT, self.stream.id, payload, FLAG_END)
 
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_checked_names: dict[str, str] = {}  # header names already validated -> lower case
-_SPECIAL = HOP_BY_HOP | {"content-length", "date", "server"}
-
-
-def _check_head(
-    status: str, headers: list[tuple[str, str]]
-) -> tuple[tuple[int, bytes], int, str, bool]:
-    """Validate a WSGI head; return (status code, serialized head), the Content-Length, the
-    Content-Type and whether the app set a Content-Encoding.
-
-    The head is the status line and the header lines, each ending in CRLF, in latin-1, so the
-    listener only adds its own lines (Date, framing, Connection). A CR or LF anywhere but at
-    the end of a line is refused: no app can split a response.
-    """
-    if not isinstance(status, str) or len(status) < 4 or status[3] != " ":
-        raise ValueError(f"invalid WSGI status {status!r}: expected '200 OK'")
-    code = int(status[:3])
-    if not 100 <= code <= 999:
-        raise ValueError(f"invalid WSGI status code {code}")
-    parts = ["HTTP/1.1 ", status, "\r\n"]
-    length = -1
-    server = False
-    content_type, encoded = "", False
-    for name, value in headers:
-        lower = _checked_names.get(name)
-        if lower is None:
-            if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
-                raise ValueError(f"invalid header name {name!r}")
-            lower = name.lower()
-            if len(_checked_names) < 1024:
-                _checked_names[name] = lower
-        if lower in _SPECIAL:
-            if lower == "content-length":
-                length = int(value)
-                continue
-            if lower != "server":
-                continue  # hop-by-hop (framing is the listener's), or Date (its clock)
-            server = True
-        if not isinstance(value, str):
-            raise TypeError(f"header {name!r}: the value must be str, not {type(value).__name__}")
-        if lower == "content-type":
-            content_type = value
-        elif lower == "content-encoding":
-            encoded = True
-        parts += (name, ": ", value, "\r\n")
-    if not server:
-        parts.append(SERVER_LINE)
-    text = "".join(parts)
-    lines = 1 + (len(parts) - 3) // 4 + (0 if server else 1)  # status, headers, Server
-    if text.count("\n") != lines or text.count("\r") != lines:
-        raise ValueError("a header or the status contains a CR or LF")
-    return (code, text.encode("latin-1")), length, content_type, encoded
-
-
-#: The most a cacheable iterator is gathered before it streams: the most one RESPONSE frame
-#: carries, as for a list, and the cache's default maxResponseSize (256 KB), so a larger
-#: response is streamed and not cached, as HTTP.sys does.
-MAX_GATHER = MAX_CHUNK
-
-
 def _shared_cacheable(response: Response) -> bool:
-    """Whether the listener's cache may keep this response: a 200 to a GET whose
-    Cache-Control says public and max-age or s-maxage, and no no-store, no-cache or
-    private (cache.py decides the rest). One look at the serialized head, done only for
-    iterators that have not started: what a list or write() would not meet anyway."""
-    assert response.head is not None
-    code, head = response.head
-    if code != 200 or response.stream.head.method != "GET":
+    """Whether the listener's cache may keep this response (`responses.shared_cacheable`),
+    asked only of iterators that have not started: what a list or write() would not meet.
+    A generator that calls start_response only when first iterated has no head yet: it
+    streams, uncached."""
+    if response.head is None:
         return False
-    if response.content_length > MAX_GATHER:
-        return False
-    lower = head.lower()
-    values = []
-    at = lower.find(b"\r\ncache-control:")
-    while at >= 0:
-        end = lower.index(b"\r\n", at + 2)
-        values.append(lower[at + 16:end])
-        at = lower.find(b"\r\ncache-control:", end)
-    control = b",".join(values)
-    return (b"public" in control and (b"max-age" in control or b"s-maxage" in control)
-            and b"no-store" not in control
-            and b"no-cache" not in control and b"private" not in control)
+    return shared_cacheable(response.head, response.stream.head.method,
+                            response.content_length)
 
 
 def _gather(result: Iterable[bytes], limit: int) -> tuple[list[bytes], Iterator[bytes] | None]:
@@ -537,47 +441,27 @@ class WSGIHost:
         response.raw_left, response.content_length = length, -1
 
     def _coding(self, response: Response, size: int | None) -> str | None:
-        """The coding to compress this response with, or None."""
-        rules = self.compression
-        assert rules is not None and response.head is not None
-        code, serialized = response.head
-        if code != 200 or response.encoded or (size is not None and size < rules.min_size):
+        """The coding to compress this response with, or None (`responses.dynamic_coding`);
+        the response's head then says it."""
+        assert self.compression is not None and response.head is not None
+        chosen = dynamic_coding(self.compression, response.stream.head, response.head,
+                                response.encoded, response.content_type, size)
+        if chosen is None:
             return None
-        head = response.stream.head
-        if rules.no_http10 and head.version == "HTTP/1.0":
-            return None
-        accept = None
-        for name, value in head.headers:
-            lower = name.lower()
-            if lower == b"accept-encoding":
-                accept = value.decode("latin-1")
-            elif (lower == b"via" and rules.no_proxies) or (lower == b"range" and rules.no_range):
-                return None
-        coding = negotiate(accept, rules.dynamic_codings)
-        if coding == "identity" or not rules.compressible(
-            static=False, status=200, content_type=response.content_type,
-            size=rules.min_size if size is None else size, response_headers={},
-        ):
-            return None
-        extra = f"Content-Encoding: {coding}\r\nVary: Accept-Encoding\r\n".encode()
-        response.head = (code, serialized + extra)
+        coding, response.head = chosen
         return coding
 
     def _send_file(self, response: Response, wrapper: FileWrapper) -> bool:
         """Hand a real file to the listener. False: not a plain file, iterate it instead."""
         try:
             fd = wrapper.filelike.fileno()
-            info = os.fstat(fd)
             offset = wrapper.filelike.tell()
+            count = file_extent(fd, offset, response.content_length)
         except (AttributeError, OSError, ValueError):
             return False
-        if not stat.S_ISREG(info.st_mode):
+        if count is None:
             return False
-        count = max(info.st_size - offset, 0)
-        if response.content_length >= 0:
-            count = min(count, response.content_length)
-        else:
-            response.content_length = count
+        response.content_length = count
         stream = response.stream
         if stream.head.method == "HEAD" or count == 0:
             response.send_head(b"", end=True)
@@ -607,6 +491,6 @@ class WSGIHost:
             response.abort("application error")
             return
         response.head, response.content_length, _, _ = _check_head(
-            "500 Internal Server Error", [("Content-Type", "text/html; charset=us-ascii")]
+            "500 Internal Server Error", ERROR_500_HEADERS
         )
         response.send_head(ERROR_500, end=True)
