@@ -509,3 +509,18 @@ def test_a_worker_head_may_carry_fields_that_only_resemble_framing_ones() -> Non
     block = b"HTTP/1.1 200 OK\r\nX-Content-Length: 3\r\nContent-Type: text/plain\r\n"
     ex.on_response_head(messages.ResponseHead(200, block, 2, b"ok"), 1)
     assert b"".join(client.out).startswith(b"HTTP/1.1 200 OK\r\nX-Content-Length: 3\r\n")
+
+
+@pytest.mark.parametrize("block", [
+    b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n",  # a bare LF
+    b"HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\n",  # a bare CR
+    b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n",  # an empty line: a second response
+    b"HTTP/1.1 200 OK\r\nX-A: 1",  # not ended by CRLF
+    b"http/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n", b"",
+])
+def test_a_worker_head_that_could_split_the_response_gets_502(block: bytes) -> None:
+    from webgarden.ipc import messages
+
+    ex, client, _ = exchange()
+    ex.on_response_head(messages.ResponseHead(200, block, 2, b"ok"), 1)
+    assert b"".join(client.out).startswith(b"HTTP/1.1 502 ")

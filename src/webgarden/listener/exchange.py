@@ -63,12 +63,16 @@ if TYPE_CHECKING:
 BODY_BUFFER_LIMIT = 1024 * 1024
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-#: Header fields a worker's head may not carry (an honest worker drops them, see
-#: worker/responses.py): with them a compromised app could frame its response its own way
-#: and desynchronise the client, or a proxy's connection shared with other clients.
-_FRAMING_FIELD = re.compile(
-    rb"\n(?:content-length|transfer-encoding|connection|keep-alive|upgrade)[ \t]*:",
-    re.IGNORECASE).search
+#: What a worker's response head must be: "HTTP/1.1 " and a status line, then header
+#: lines, each non-empty and ended by CRLF, with no bare CR or LF anywhere (so no worker can
+#: split a response), and none of the fields that frame a response or manage the connection
+#: (an honest worker drops them, worker/responses.py): with those a compromised app could
+#: frame its response its own way and desynchronise the client, or a proxy's connection
+#: shared with other clients. One regex: cheaper than the five checks it replaces.
+_SOUND_HEAD = re.compile(
+    rb"HTTP/1\.1 [^\r\n]*\r\n"
+    rb"(?:(?!(?i:content-length|transfer-encoding|connection|keep-alive|upgrade)[ \t]*:)"
+    rb"[^\r\n]+\r\n)*").fullmatch
 #: Common methods, decoded once.
 _METHODS = {m.encode(): m for m in (*IDEMPOTENT, "POST", "PATCH", "CONNECT")}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -295,15 +299,7 @@ class Exchange:
         block = head.head
         # The worker serialized the head; whatever it is, it must not split the response,
         # nor frame it: framing and the connection are the listener's (`http1`) alone.
-        lines = block.count(b"\r\n")
-        if (
-            block.count(b"\n") != lines
-            or block.count(b"\r") != lines
-            or block.find(b"\r\n\r\n") >= 0  # find(): cheaper than `in` for bytes
-            or block[-2:] != b"\r\n"
-            or block[:9] != b"HTTP/1.1 "
-            or _FRAMING_FIELD(block) is not None
-        ):
+        if _SOUND_HEAD(block) is None:
             self.on_worker_abort()
             return
         body = head.body
