@@ -328,10 +328,9 @@ class HttpConnection(asyncio.Protocol):
         return self.listener.date_line
 
     def observe(self, ex: Exchange, block: bytes, body: bytes) -> None:
-        """A worker's whole 200 to a GET: the response cache may keep it."""
-        if ex.route is not None:
-            listener = self.listener
-            listener.local.observe(ex, ex.route.site, ex.url_path, block, body, listener.now)
+        """A worker's whole 200 to a routed GET: the response cache may keep it."""
+        listener = self.listener
+        listener.local.observe(ex, block, body, listener.now)
 
     def httperr(self, status: int, reason: str, ex: Exchange | None) -> None:
         self.listener.logs.httperr(self, status, reason, ex)

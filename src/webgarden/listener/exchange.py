@@ -48,7 +48,7 @@ from webgarden.ipc import frames, messages
 from webgarden.ipc.flow_control import REQUEST_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener import errors, http1
-from webgarden.listener.http1 import UNKNOWN, Body, RequestHead
+from webgarden.listener.http1 import REQUEST_LINE_EXTRA, UNKNOWN, Body, RequestHead
 from webgarden.listener.lifecycle import FINISHED, TABLE, ExchangeEvent, ExchangeState, illegal
 from webgarden.listener.roles import Client, StreamLink
 from webgarden.listener.sendfile import FileSender
@@ -134,11 +134,10 @@ class Exchange:
         self.since = conn.listener.now  # coarse (the listener's clock ticks each second)
         self.began = head.began  # monotonic, at the request's first byte (time-taken)
         # Request bytes: the head (as `RequestHead.received` counts it), then the body.
-        self.received = len(head.method) + len(head.url) + head.size + http1.REQUEST_LINE_EXTRA
+        self.received = len(head.method) + len(head.url) + head.size + REQUEST_LINE_EXTRA
         self.user_agent = head.user_agent  # for the log
         self.referer = head.referer
-        method = _METHODS.get(head.method)
-        self.method = method = method or head.method.decode("ascii")
+        self.method = method = _METHODS.get(head.method) or head.method.decode("ascii")
         self.target = head.url
         self.version = head.version
         self.headers = head.headers
@@ -438,9 +437,10 @@ class Exchange:
 
     def finish(self) -> None:
         """The client has the whole response: log it, and let the connection move on."""
-        if self.state is not _RESPONDING:
-            return
-        self.state = TABLE[self.state][_COMPLETE] or illegal(self.state, _COMPLETE)
+        after = TABLE[self.state][_COMPLETE]
+        if after is None:
+            return  # not responding: finished already, or nothing went out yet
+        self.state = after
         if self.remaining > 0:
             self.close_after = True  # the worker ended short of its Content-Length
         if self.owed and self.link is not None:

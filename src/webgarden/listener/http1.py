@@ -304,14 +304,12 @@ def frame_response(version: str, head_only: bool, status: int, length: int, keep
     `length_in_head`: the head already says Content-Length (a cached entry's).
     The lines go after the response's own headers, before Date. (Written for speed: it
     runs for every response that is not a fast-path cache hit.)"""
-    if length >= 0:
-        if length_in_head or status < 200 or status == 204:
-            lines = b""
-        else:
-            lines = _LENGTH_LINES.get(length) or _length_line(length)
-        no_body = head_only or status < 200 or status == 204 or status == 304
-        mode = _NONE if no_body else _LENGTH
-    elif head_only or status < 200 or status == 204 or status == 304:
+    if status < 200 or status == 204:
+        lines, mode = b"", _NONE  # no body, and never a Content-Length
+    elif length >= 0:
+        lines = b"" if length_in_head else (_LENGTH_LINES.get(length) or _length_line(length))
+        mode = _NONE if head_only or status == 304 else _LENGTH
+    elif head_only or status == 304:
         lines, mode = b"", _NONE
     elif version == "HTTP/1.1":
         lines, mode = _CHUNKED_LINE, _CHUNKED

@@ -250,10 +250,9 @@ class LocalResponder:
 
     # -- responses from the application -------------------------------------------------
 
-    def observe(self, ex: Exchange, route_site: str, path: str, block: bytes, body: bytes,
-                now: float) -> None:
-        """A whole 200 from the app to a GET: remember the path if it may be cached, and
-        store the response once it is frequent (the cache decides)."""
+    def observe(self, ex: Exchange, block: bytes, body: bytes, now: float) -> None:
+        """A whole 200 from the app to a routed GET: remember the path if it may be cached,
+        and store the response once it is frequent (the cache decides)."""
         # find(), not `in`: `bytes in bytes` raises and clears a TypeError on its way.
         if (block.find(b"ublic") < 0 and block.find(b"max-age") < 0
                 and not self.cache.settings.profiles):
@@ -261,10 +260,13 @@ class LocalResponder:
         lines = block.decode("latin-1").split("\r\n")
         fields = [tuple(s.strip() for s in ln.split(":", 1)) for ln in lines[1:] if ":" in ln]
         response = cache.CacheResponse(200, "OK", fields, body)  # type: ignore[arg-type]
-        key = (route_site, path)
-        if key not in self.cacheable and ex.route is not None:
+        route, path = ex.route, ex.url_path
+        if route is None:
+            return
+        key = (route.site, path)
+        if key not in self.cacheable:
             self.cacheable.add(key)
-            found = self.cache.lookup(self._request(ex, ex.route, path, self._coding(ex)), now)
+            found = self.cache.lookup(self._request(ex, route, path, self._coding(ex)), now)
             ex.cache_key = found.key if isinstance(found, cache.Miss) else None
         if ex.cache_key is not None:
             self.cache.store(ex.cache_key, response, now)
