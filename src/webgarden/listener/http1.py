@@ -1,11 +1,11 @@
 """The HTTP/1.1 core, sans-IO: bytes in, request events out; response facts in, head bytes out.
 
-No sockets, no event loop, no clock, no logging in here (after h11's `_connection.py`):
-`Http1Core.receive_data` takes what the socket read and calls its `RequestSink` (the
-asyncio adapter in `connection.py`, or a test) with one event per step of each request,
-in the order they came; `frame_response` is the one place that decides how a response
-is framed and whether the connection stays open. httptools (llhttp, in C) parses
-underneath: one Python call per header is the price, and the limits ride on it.
+No sockets, no event loop, no logging, and only the clock it is handed (after h11's
+`_connection.py`): `Http1Core.receive_data` takes what the socket read and calls its
+`RequestSink` (the asyncio adapter in `connection.py`, or a test) with one event per step
+of each request, in the order they came; `frame_response` is the one place that decides
+how a response is framed and whether the connection stays open. httptools (llhttp, in C)
+parses underneath: one Python call per header is the price, and the limits ride on it.
 
 Rules:
 
