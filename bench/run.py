@@ -1,7 +1,11 @@
 """Issue 2's benchmark: hello-world throughput of webgarden against nginx→uvicorn, granian
 and gunicorn, measured with `wrk -t1 -c100 -d{duration}s`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--duration S] [--only NAMES]
+    .venv/bin/python bench/run.py [--suite wsgi|asgi] [--rounds N] [--duration S] [--only NAMES]
+
+Suites: wsgi (issue 2: wsgi_hello, granian --interface wsgi, gunicorn) and asgi (issue 10:
+asgi_hello served by webgarden's ASGI host, 1 worker; nginx -> uvicorn over a Unix socket;
+granian --interface asgi). nginx -> uvicorn is the same ASGI app in both.
 
 Servers (each started fresh for its slot, in its own temp dir, on a free 127.0.0.1 port;
 readiness = a successful connect plus one GET answering "Hello, World!"):
@@ -16,8 +20,11 @@ readiness = a successful connect plus one GET answering "Hello, World!"):
 
 Each round runs every server once, the order rotated by one per round (A B C D, then
 B C D A, ...); each measured run follows a 1 s warm-up. Prints requests/s per round and
-the median, webgarden's ratio to each other server against the goals, and writes
-bench/results/latest.json.
+the median, and the CPU each request cost the whole server (user + system time of every
+process of it, from before to after the measured run, divided by the requests wrk counted:
+a figure other tenants of a shared machine move much less than requests/s); webgarden's
+ratio to each other server against the goals; and writes bench/results/latest.json
+(latest-asgi.json for the asgi suite).
 
 Needs wrk and nginx (`apt-get install wrk nginx`) and the venv's bench extra
 (`pip install -e '.[bench]'`); servers whose requirements are missing are skipped.
@@ -61,6 +68,8 @@ WARMUP_SECONDS = 1
 CONNECTIONS = 100
 WRK_THREADS = 1
 RESULTS = BENCH_DIR / "results" / "latest.json"
+#: The suite chosen on the command line (wsgi or asgi): which apps the servers run.
+SUITE = ["wsgi"]
 REPO = BENCH_DIR.parent
 
 # webgarden's ratio to each server's median must reach these (issue 2).
@@ -88,7 +97,7 @@ def build_webgarden(server: Server, tmp: Path, port: int) -> list[Proc]:
     argv = [
         *head,
         "run",
-        "wsgi_hello:app",
+        f"{SUITE[0]}_hello:app",
         "--bind",
         f"{HOST}:{port}",
         "--workers",
@@ -196,7 +205,7 @@ def build_granian(server: Server, tmp: Path, port: int) -> list[Proc]:
         "-m",
         "granian",
         "--interface",
-        "wsgi",
+        SUITE[0],
         "--workers",
         "1",
         "--host",
@@ -207,7 +216,7 @@ def build_granian(server: Server, tmp: Path, port: int) -> list[Proc]:
         str(APPS_DIR),
         "--log-level",
         "warning",
-        "wsgi_hello:app",
+        f"{SUITE[0]}_hello:app",
     ]
     return [Proc("granian", argv, ("tcp", (HOST, port)), cwd=APPS_DIR, env=python_env())]
 
@@ -238,14 +247,16 @@ def build_gunicorn(server: Server, tmp: Path, port: int) -> list[Proc]:
 
 def servers() -> list[Server]:
     common = {"expect_body": BODY}
-    return [
+    suite = SUITE[0]
+    every = [
         Server(
             "webgarden",
             "webgarden",
             build_webgarden,
             requires=[module("webgarden", extra=None)],
             inspect=inspect_webgarden,
-            description="webgarden run, 1 worker, default threads (8), WSGI",
+            description="webgarden run, 1 worker, default threads (8), WSGI" if suite == "wsgi"
+            else "webgarden run, 1 worker, ASGI on one uvloop loop (asgiConcurrency 100)",
             **common,
         ),
         Server(
@@ -268,7 +279,7 @@ def servers() -> list[Server]:
             "granian",
             build_granian,
             requires=[module("granian")],
-            description="granian --interface wsgi --workers 1",
+            description=f"granian --interface {suite} --workers 1",
             **common,
         ),
         Server(
@@ -280,6 +291,29 @@ def servers() -> list[Server]:
             **common,
         ),
     ]
+    return every if suite == "wsgi" else [s for s in every if s.key != "gunicorn"]
+
+
+def tree_cpu(server: Server) -> float:
+    """CPU seconds (user + system) used so far by every live process of `server`."""
+    import psutil
+
+    total = 0.0
+    for proc in server.procs:
+        if proc.popen is None:
+            continue
+        try:
+            root = psutil.Process(proc.popen.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for process in tree:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
 
 
 ALIASES = {
@@ -324,7 +358,7 @@ def print_table(active, results, rounds, orders, args) -> tuple[dict, list[str]]
     head = f"{'server':<{name_w}}" + "".join(
         f"  {'round ' + str(r):>9}" for r in range(1, rounds + 1)
     )
-    head += f"  {'median':>9}  {'p99 ms':>7}  {'errors':>6}"
+    head += f"  {'median':>9}  {'CPU µs':>7}  {'p99 ms':>7}  {'errors':>6}"
     print(head)
     print("-" * len(head))
     medians: dict[str, float | None] = {}
@@ -337,13 +371,17 @@ def print_table(active, results, rounds, orders, args) -> tuple[dict, list[str]]
         p99s = [run["latency_p99_ms"] for run in runs if run.get("latency_p99_ms") is not None]
         p99 = f"{statistics.median(p99s):.2f}" if p99s else "-"
         errors = sum(run.get("errors", 0) for run in runs)
+        cpus = [run["cpu_us_per_request"] for run in runs if run.get("cpu_us_per_request")]
+        cpu = f"{statistics.median(cpus):.1f}" if cpus else "-"
         row = f"{s.label:<{name_w}}" + "".join(f"  {fmt_rps(v):>9}" for v in rps)
-        row += f"  {fmt_rps(median):>9}  {p99:>7}  {errors:>6}"
+        row += f"  {fmt_rps(median):>9}  {cpu:>7}  {p99:>7}  {errors:>6}"
         print(row)
     print()
     ratios: dict[str, dict] = {}
     wg = medians.get("webgarden")
-    print("Goals (issue 2): webgarden >= 1.5x nginx→uvicorn and >= 1.0x granian (median req/s).")
+    issue = "2" if SUITE[0] == "wsgi" else "10"
+    print(f"Goals (issue {issue}, {SUITE[0].upper()} hello): webgarden >= 1.5x nginx→uvicorn and "
+          ">= 1.0x granian (median req/s). CPU µs: the whole server's, per request (median).")
     lines = []
     for s in active:
         if s.key == "webgarden":
@@ -391,11 +429,16 @@ def run_rounds(orders: list[list[Server]], results: dict[str, list[dict]], args)
             try:
                 with s:
                     measure(s.url, WARMUP_SECONDS, connections=CONNECTIONS, threads=WRK_THREADS)
+                    cpu_before = tree_cpu(s)
                     result = measure(
                         s.url, args.duration, connections=CONNECTIONS, threads=WRK_THREADS
                     )
-                record.update(result.as_dict(), errors=result.errors)
+                    cpu = tree_cpu(s) - cpu_before
+                cpu_us = cpu / result.requests * 1e6 if result.requests else None
+                record.update(result.as_dict(), errors=result.errors, cpu_us_per_request=cpu_us)
                 msg = f"{result.requests_per_sec:,.0f} req/s"
+                if cpu_us is not None:
+                    msg += f", {cpu_us:.1f} µs CPU/request"
                 if result.errors:
                     msg += (
                         f" ({result.errors} errors: {result.socket_errors}, "
@@ -414,6 +457,8 @@ def run_rounds(orders: list[list[Server]], results: dict[str, list[dict]], args)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=("wsgi", "asgi"), default="wsgi",
+                        help="wsgi: the WSGI hello (issue 2); asgi: the ASGI hello (issue 10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default: 3)")
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds per measured wrk run (default: 10)"
@@ -427,10 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output",
         type=Path,
-        default=RESULTS,
-        help=f"JSON results file (default: {RESULTS.relative_to(REPO)})",
+        default=None,
+        help=f"JSON results file (default: {RESULTS.relative_to(REPO)}, "
+        "latest-asgi.json for --suite asgi)",
     )
     args = parser.parse_args(argv)
+    SUITE[0] = args.suite
+    if args.output is None:
+        args.output = RESULTS if args.suite == "wsgi" else RESULTS.with_name("latest-asgi.json")
     if args.rounds < 1 or args.duration < 1:
         parser.error("--rounds and --duration must be at least 1")
 
@@ -491,8 +540,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label}, round {r}: {note.splitlines()[0]}")
 
     report = {
-        "suite": "hello",
-        "issue": 2,
+        "suite": "hello" if args.suite == "wsgi" else "asgi-hello",
+        "issue": 2 if args.suite == "wsgi" else 10,
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": {
             "platform": platform.platform(),

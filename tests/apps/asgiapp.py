@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import parse_qsl
 
 Scope = dict[str, Any]
 
@@ -50,8 +51,7 @@ async def read_body(receive: Any) -> tuple[bytes, int]:
 
 
 def _query(scope: Scope) -> dict[str, str]:
-    pairs = (p.partition("=") for p in scope["query_string"].decode().split("&") if p)
-    return {k: v for k, _, v in pairs}
+    return dict(parse_qsl(scope["query_string"].decode()))
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -62,7 +62,7 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     query = _query(scope)
     if path == "/hello":
         await respond(send, 200, b"Hello, World!")
-    elif path == "/scope":
+    elif path.startswith("/scope"):
         await respond(send, 200, json.dumps(_jsonable(dict(scope))).encode(),
                       content_type=b"application/json")
     elif path == "/echo":
@@ -137,12 +137,13 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
                     "headers": [(b"x-evil", b"a\r\nSet-Cookie: injected=1")]})
         await send({"type": "http.response.body", "body": b"never"})
     elif path == "/cached":
+        calls = served_by_lifespan.count("cached") + 1
+        served_by_lifespan.append("cached")
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"),
-                                (b"cache-control", b"public, max-age=60"),
-                                (b"x-pid", str(os.getpid()).encode())]})
-        await send({"type": "http.response.body", "body": b"cached ", "more_body": True})
-        await send({"type": "http.response.body", "body": query.get("v", "").encode()})
+                                (b"cache-control", b"public, max-age=60")]})
+        await send({"type": "http.response.body", "body": b"call ", "more_body": True})
+        await send({"type": "http.response.body", "body": str(calls).encode()})
     elif path == "/text":
         body = ("compress me " * int(query.get("n", "500"))).encode()
         if query.get("stream"):
@@ -160,6 +161,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     elif path == "/release":
         _event("release").set()
         await respond(send, 200, b"ok")
+    elif path == "/crash":
+        os._exit(1)  # the worker dies with this request in flight
     elif path == "/hang":
         _event("hanging").set()
         await asyncio.Event().wait()  # a coroutine stuck forever (its stack is dumped)

@@ -52,6 +52,8 @@ from webgarden.worker.wsgi import WSGIApp, WSGIHost
 #: How the loop ended: STOP and the stop sequence done; a lifespan startup failed (ABORT
 #: sent); the server is gone (EOF).
 Outcome = Literal["stopped", "failed", "gone"]
+#: Coroutines followed down one task's await chain in a stack dump.
+MAX_AWAIT_DEPTH = 100
 _STREAM_UPDATES = frozenset({FrameType.CREDIT, FrameType.FILE_DONE, FrameType.ABORT})
 
 
@@ -198,12 +200,28 @@ def dump_tasks_on(signum: int, stacks: TextIO, loop: asyncio.AbstractEventLoop) 
 
     def handler(_signum: int, _frame: PyFrame | None) -> None:
         tasks = asyncio.all_tasks(loop)
-        stacks.write(f"\nasyncio tasks ({len(tasks)}):\n")
+        stacks.write(f"\nasyncio tasks ({len(tasks)}), most recent call last:\n")
         for task in tasks:
-            task.print_stack(file=stacks)
+            stacks.write(f"Task {task.get_name()!r}:\n{task_stack(task)}")
         stacks.flush()
 
+    # faulthandler's own handler first (it dumps the threads from C, with no GIL needed),
+    # chained to Python's, which runs the handler above at the next bytecode of the loop.
+    faulthandler.unregister(signum)
     signal.signal(signum, handler)
-    # faulthandler again, chained: it dumps the threads from C, then Python's handler runs.
     faulthandler.register(signum, file=stacks, all_threads=True, chain=True)
 
+
+def task_stack(task: asyncio.Task[Any]) -> str:
+    """The frames a suspended task is awaiting in, outermost first: the whole chain of
+    coroutines (Task.print_stack shows only the outermost frame of a suspended one)."""
+    lines = []
+    awaited: Any = task.get_coro()
+    for _ in range(MAX_AWAIT_DEPTH):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}\n')
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "".join(lines)
