@@ -174,7 +174,8 @@ async def lifespan(scope: Scope, receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            if os.environ.get("ASGI_STARTUP_FAIL"):
+            marker = os.environ.get("ASGI_STARTUP_FAIL_IF", "")
+            if os.environ.get("ASGI_STARTUP_FAIL") or (marker and os.path.exists(marker)):
                 await send({"type": "lifespan.startup.failed",
                             "message": "the database is unreachable"})
                 return

@@ -63,8 +63,9 @@ def resolve(obj: Any, spec: str, configured: str) -> Kind:
     if configured == "auto":
         return found or "wsgi"
     if found is not None and found != configured:
+        article = "an" if found == "asgi" else "a"
         raise InterfaceMismatch(
-            f"{spec!r} is an {found.upper()} application ({_shape(found)}), not "
+            f"{spec!r} is {article} {found.upper()} application ({_shape(found)}), not "
             f"{configured.upper()}: serve it with --interface {found} "
             f'(interface="{found}" in the configuration), or leave it to auto'
         )
