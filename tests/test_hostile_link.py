@@ -184,6 +184,21 @@ def test_frames_a_worker_may_not_send_are_violations(rig: Rig, frames_sent, rule
     assert rig.violations[0][0] == rule and rig.transport.closed
 
 
+@pytest.mark.parametrize("block", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",  # framing is the listener's
+    b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n",  # a second response inside
+    b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n",  # a bare LF
+])
+def test_a_response_head_that_frames_or_splits_the_response_is_a_violation(
+    rig: Rig, block: bytes
+) -> None:
+    ex = rig.dispatch()
+    head = messages.ResponseHead(200, block, 2, b"ok")
+    rig.frame(FrameType.RESPONSE, ex.sid, messages.encoder.encode(head), FLAG_END)
+    assert rig.violations[0][0] == "bad-response-head" and rig.transport.closed
+    assert ex.calls == [("abort", None)]  # its client gets 502, never the forged head
+
+
 def test_more_body_than_the_content_length_is_a_violation(rig: Rig) -> None:
     ex = rig.dispatch()
     rig.head(ex.sid, 5)

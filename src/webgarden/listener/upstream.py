@@ -54,6 +54,7 @@ import msgspec
 
 from webgarden.ipc import descriptors, frames, messages
 from webgarden.ipc.frames import FLAG_END, FrameType
+from webgarden.listener.http1 import sound_response_head
 from webgarden.listener.sendfile import check_file
 
 if TYPE_CHECKING:
@@ -160,6 +161,10 @@ class WorkerLink(asyncio.Protocol):
                         self.violate("second-response-head", f"stream {sid}", sid)
                         return
                     head = messages.response_decoder.decode(payload)
+                    if sound_response_head(head.head) is None:
+                        self.violate("bad-response-head", f"stream {sid}: {head.head[:200]!r}",
+                                     sid)
+                        return
                     if 0 <= head.content_length < len(head.body):
                         self.violate("body-beyond-length", f"stream {sid}: head", sid)
                         return
