@@ -78,18 +78,30 @@ DISCONNECT: Message = {"type": "http.disconnect"}
 FILE_READ = 256 * 1024
 
 
+_STATUS_LINES: dict[int, str] = {}
+
+
 def status_line(status: int) -> str:
+    """ "200 OK" for 200: the status line check_head takes (memoized: a hot path)."""
+    line = _STATUS_LINES.get(status)
+    if line is not None and type(status) is int:
+        return line
     if not isinstance(status, int) or isinstance(status, bool):
         raise TypeError(f"http.response.start: status must be an int, not {status!r}")
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Unknown"
-    return f"{status} {phrase}"
+    line = f"{status} {phrase}"
+    if 100 <= status <= 999:
+        _STATUS_LINES[status] = line  # at most 900 entries
+    return line
 
 
 def decode_path(text: str) -> str:
     """A WSGI (latin-1 of UTF-8) path as ASGI's: decoded characters."""
+    if text.isascii():
+        return text
     return text.encode("latin-1").decode("utf-8", "replace")
 
 
@@ -264,7 +276,11 @@ class Exchange:
         if kind == "http.response.start":
             if self.head is not None:
                 raise RuntimeError("http.response.start sent twice")
-            headers = [(_text(name), _text(value)) for name, value in message.get("headers", ())]
+            try:
+                headers = [(name.decode("latin-1"), value.decode("latin-1"))
+                           for name, value in message.get("headers", ())]
+            except AttributeError:
+                raise TypeError("ASGI header names and values are bytes") from None
             self.head, self.content_length, self.content_type, self.encoded = check_head(
                 status_line(message["status"]), headers)
         elif kind == "http.response.body":
@@ -475,8 +491,3 @@ class Exchange:
                               messages.encoder.encode(messages.Abort(reason)), FLAG_END)
         self.host.wake(self.stream.id)
 
-
-def _text(value: Any) -> str:
-    if not isinstance(value, bytes | bytearray):
-        raise TypeError(f"ASGI header names and values are bytes, not {type(value).__name__}")
-    return bytes(value).decode("latin-1")
