@@ -32,8 +32,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples scripts
 	$(VENV)/bin/mypy
+	$(PY) scripts/import_cycles.py src/webgarden
 
 # Side by side with nginx, uvicorn, granian and gunicorn (needs wrk and nginx): about 8
 # minutes. One suite alone: make bench SUITE=run|static|process_model ARGS="--rounds 5"
