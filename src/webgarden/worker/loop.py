@@ -161,8 +161,8 @@ class LoopWorker:
             if ftype == FrameType.REQUEST:
                 stream = Stream(sid, decode_head(payload), bool(flags & FLAG_END))
                 streams[sid] = stream
-                if stream.head.app in asgi.apps:
-                    asgi.start(stream)
+                if stream.head.app in asgi.apps or self.wsgi is None:
+                    asgi.start(stream)  # (an unknown app index there: a 500, not a hang)
                 else:
                     channel.requests.put(stream)
             elif ftype == FrameType.REQUEST_BODY:
