@@ -258,3 +258,24 @@ def test_a_hung_coroutine_past_execution_timeout_gets_504_and_its_task_stack_is_
     assert "Thread" in stacks["stacks"]  # faulthandler, then the tasks
     assert "asyncio tasks" in stacks["stacks"]
     assert "asgiapp.py" in stacks["stacks"] and "in app" in stacks["stacks"]
+
+
+def test_asgi_concurrency_is_the_capacity_and_the_pool_queue_answers_503_beyond_it(
+        start_server) -> None:
+    server = start_server("asgiapp:app", "--asgi-concurrency", "1", "--queue-length", "10")
+    ready = server.wait_event(lambda e: e["event"] == "worker.ready")
+    assert ready["capacity"] == 1
+    holder = Client(server.port)
+    holder.send(_get("/disconnect"))  # holds the worker's one slot until its client leaves
+    received = b""
+    while b"waiting" not in received:
+        received += holder.sock.recv(4096)
+    queued = [Client(server.port) for _ in range(12)]
+    for client in queued:
+        client.send(_get("/hello"))
+    refused = server.wait_event(lambda e: e["event"] == "httperr"
+                                and e.get("reason") == "QueueFull")
+    assert refused["status"] == 503
+    holder.close()  # http.disconnect ends it; the queue drains through the freed slot
+    statuses = [client.read_response()[0] for client in queued]
+    assert statuses.count(200) == 10 and set(statuses) == {200, 503}
