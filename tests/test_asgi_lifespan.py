@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from harness import APPS
+from harness import APPS, free_port
 
 
 def _lines(text: str, word: str) -> list[int]:
@@ -130,3 +131,30 @@ def _run_failing(tmp_path: Path, *args: str, env: dict[str, str] | None = None
         cwd=APPS, env={**os.environ, "PYTHONPATH": str(APPS), "SystemDrive": str(tmp_path),
                        **(env or {})},
         capture_output=True, text=True, timeout=120)
+
+
+SERVE_CONFIG = """<configuration><system.applicationHost>
+    <applicationPools><add name="P" startMode="AlwaysRunning" /></applicationPools>
+    <sites><site name="s" id="1">
+      <bindings><binding protocol="http" bindingInformation="127.0.0.1:{port}:" /></bindings>
+      <application path="/" applicationPool="P" app="asgiapp:{app}" />
+    </site></sites>
+</system.applicationHost></configuration>
+"""
+
+
+def test_serve_flags_set_every_applications_interface_and_lifespan_across_reloads(
+        start_server, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "serve.config"
+    config.write_text(SERVE_CONFIG.format(port=port, app="app"))
+    server = start_server("serve", "-c", str(config), "--interface", "asgi",
+                          "--lifespan", "off")
+    url = f"http://127.0.0.1:{port}"
+    assert "db" not in httpx.get(f"{url}/state").json()  # lifespan off, from the command line
+    config.write_text(SERVE_CONFIG.format(port=port, app="instance"))
+    server.signal(signal.SIGHUP)
+    server.wait_event(lambda e: e["event"] == "pool.recycle")
+    mark = len(server.events())
+    server.wait_event(lambda e: e["event"] == "worker.ready", after=mark - 1)
+    assert "db" not in httpx.get(f"{url}/state").json()  # still off after the reload

@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+from collections.abc import Callable
 
 import msgspec
 
@@ -59,7 +60,11 @@ class Server:
     def __init__(
         self, config: ServerConfig, config_path: str | None = None,
         control_path: str | None = None,
+        adjust: Callable[[ServerConfig], ServerConfig] | None = None,
     ) -> None:
+        # `adjust`: what the command line says over the file (serve --interface), applied
+        # to the file at every reload as it was at start.
+        self.adjust = adjust
         self.config = config
         self.config_path = config_path
         self.control: ControlServer | None = None
@@ -195,6 +200,8 @@ class Server:
         assert self.config_path is not None
         try:
             new = load(self.config_path)
+            if self.adjust is not None:
+                new = self.adjust(new)
         except ConfigError as exc:
             self.events.emit("config.rejected", file=self.config_path, error=str(exc))
             return

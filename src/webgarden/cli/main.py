@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from webgarden import __version__
 from webgarden.config.model import Limits, ServerConfig, single_app
 from webgarden.config.pools import ASGI_CONCURRENCY
+from webgarden.config.sites import Interface, Lifespan
 
 if TYPE_CHECKING:
     from webgarden.server import Server
@@ -180,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-c", "--config", required=True, metavar="FILE",
                        help="the configuration file (see examples/multisite.config)")
+    serve.add_argument(
+        "--interface", choices=("auto", "asgi", "wsgi"), default=None,
+        help="how to call every application of the file, over its interface= attributes "
+        "(default: each application's own, auto unless it says)")
+    serve.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default=None,
+        help="ASGI lifespan for every application of the file, over its lifespan= "
+        "attributes (default: each application's own, auto unless it says)")
     serve.add_argument("--control", metavar="PATH", default=None,
                        help="the control socket (default: $WEBGARDEN_CONTROL, else one per "
                        "configuration file in the runtime directory, as for `run`)")
@@ -260,6 +269,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 def _serve(
     config: ServerConfig, config_path: str | None, control: str,
     banner: Callable[[Server], str],
+    adjust: Callable[[ServerConfig], ServerConfig] | None = None,
 ) -> int:
     import uvloop
 
@@ -267,7 +277,7 @@ def _serve(
 
     async def serve() -> int:
         try:
-            server = Server(config, config_path, control)
+            server = Server(config, config_path, control, adjust)
             await server.start()
         except StartupError as exc:
             print(f"webgarden: {exc}", file=sys.stderr)
@@ -290,6 +300,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.event_log:
         config = replace(config, event_log=args.event_log)
+    adjust = _app_overrides(args.interface, args.lifespan)
+    if adjust is not None:
+        config = adjust(config)
 
     def banner(server: Server) -> str:
         addresses = ", ".join(f"http://{h}:{p}/" for h, p in server.listener.addresses())
@@ -301,7 +314,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webgarden.admin.control import config_path, server_path
 
     control = server_path(config_path(args.config), args.control)
-    return _serve(config, args.config, control, banner)
+    return _serve(config, args.config, control, banner, adjust)
+
+
+def _app_overrides(interface: Interface | None, lifespan: Lifespan | None
+                   ) -> Callable[[ServerConfig], ServerConfig] | None:
+    """serve --interface / --lifespan: every application of the file, at start and at each
+    reload (a file mixing interfaces says interface= per application instead)."""
+    if interface is None and lifespan is None:
+        return None
+    from dataclasses import replace
+
+    def adjust(config: ServerConfig) -> ServerConfig:
+        sites = tuple(
+            replace(site, applications=tuple(
+                replace(app, interface=interface or app.interface,
+                        lifespan=lifespan or app.lifespan)
+                for app in site.applications))
+            for site in config.sites)
+        return replace(config, sites=sites)
+
+    return adjust
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
