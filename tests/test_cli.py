@@ -31,7 +31,7 @@ def test_an_app_that_is_not_callable_is_one_clear_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "webgarden: pool 'DefaultAppPool' cannot load its application: "
-        "'testapp:CHUNK' is a bytes, not a callable WSGI application"
+        "'testapp:CHUNK' is a bytes, not a callable application"
     ]
 
 

@@ -331,4 +331,5 @@ def test_only_webgarden_s_python_attributes_are_marked_as_extensions() -> None:
     assert extensions == {f"{pools}/@threads", f"{pools}/@prefetch", f"{pools}/@pythonPath",
                           f"{pools}/@spawnMethod",
                           f"{pools}/@executionTimeout",
+                          f"{pools}/@asgiConcurrency", f"{app}/@lifespan",
                           f"{app}/@app", f"{app}/@interface"}
