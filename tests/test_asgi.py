@@ -279,3 +279,12 @@ def test_asgi_concurrency_is_the_capacity_and_the_pool_queue_answers_503_beyond_
     holder.close()  # http.disconnect ends it; the queue drains through the freed slot
     statuses = [client.read_response()[0] for client in queued]
     assert statuses.count(200) == 10 and set(statuses) == {200, 503}
+
+
+def test_a_head_request_gets_the_length_a_get_would_and_no_body(server) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        head = http.head("/hello")
+        assert head.headers["content-length"] == "13" and head.content == b""
+        streamed = http.head("/stream")
+        assert streamed.status_code == 200 and streamed.content == b""
+        assert http.get("/hello").text == "Hello, World!"  # the connection carries on

@@ -306,10 +306,15 @@ class Exchange:
                 await self._end()
             return
         if self.gathered is None and not more:
-            self._send_whole(b"" if head_only else body)
+            # Whole, HEAD included (as WSGI's list): the listener sends the head alone,
+            # with the length a GET would get.
+            self._send_whole(body, packable=not head_only)
+            return
+        if head_only:  # a HEAD whose body comes in pieces: the head now, END at the last
+            self._send_head(b"", end=False)
             return
         assert self.head is not None
-        if self.gathered is None and not head_only and shared_cacheable(
+        if self.gathered is None and shared_cacheable(
                 self.head, self.stream.head.method, self.content_length):
             self.gathered = []
         if self.gathered is not None:
@@ -321,19 +326,16 @@ class Exchange:
             if more and size <= MAX_GATHER:
                 return
             body, self.gathered = b"".join(self.gathered), None
-        if head_only:
-            if not more:
-                self._send_head(b"", end=True)
-            return
         self._start_stream()
         await self._stream(body)
         if not more:
             await self._end()
 
-    def _send_whole(self, body: bytes) -> None:
+    def _send_whole(self, body: bytes, packable: bool = True) -> None:
         """The whole response in one frame: the form the listener may cache."""
         rules = self.host.compression
-        if rules is not None and body and not (0 <= self.content_length != len(body)):
+        if (rules is not None and packable and body
+                and not (0 <= self.content_length != len(body))):
             assert self.head is not None
             chosen = dynamic_coding(rules, self.stream.head, self.head, self.encoded,
                                     self.content_type, len(body))

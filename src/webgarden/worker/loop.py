@@ -4,7 +4,10 @@ Theory of operation:
 
 * The loop reads the channel itself: the socket stays blocking (WSGI threads write to it
   with `sendall`), and the loop reads it when epoll says it is readable, with
-  `MSG_DONTWAIT`. There is no reader thread to hand frames across, so a request for an ASGI
+  `MSG_DONTWAIT`. The loop's own writes (one per turn, `ASGIHost.flush`) go through the
+  same locked `Channel.send` and may block while the listener's receive buffer is full:
+  the listener reads its workers eagerly, and response bodies are bounded by each
+  stream's window, so that wait is short and bounded. There is no reader thread to hand frames across, so a request for an ASGI
   application starts its task in the same turn its frame is read, and the frames of one
   `recv` (often dozens of requests) are routed in one go.
 * Routing is by the application index in each REQUEST: an ASGI app's stream goes to the
