@@ -7,9 +7,10 @@ Theory of operation:
   `MSG_DONTWAIT`. The loop's own writes (one per turn, `ASGIHost.flush`) go through the
   same locked `Channel.send` and may block while the listener's receive buffer is full:
   the listener reads its workers eagerly, and response bodies are bounded by each
-  stream's window, so that wait is short and bounded. There is no reader thread to hand frames across, so a request for an ASGI
-  application starts its task in the same turn its frame is read, and the frames of one
-  `recv` (often dozens of requests) are routed in one go.
+  stream's window, so that wait is short and bounded. There is no reader thread to hand
+  frames across, so a request for an ASGI application starts its task in the same turn
+  its frame is read, and the frames of one `recv` (often dozens of requests) are routed
+  in one go.
 * Routing is by the application index in each REQUEST: an ASGI app's stream goes to the
   `ASGIHost` (a task on this loop); a WSGI app's to the channel's request queue, which the
   WSGI threads pull from, exactly as in a WSGI-only worker. Body, CREDIT, FILE_DONE and
