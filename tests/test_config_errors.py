@@ -100,10 +100,10 @@ CASES: list[tuple[str, str, str | None, str]] = [
      "interface", "must be one of wsgi, asgi, auto"),
     ("https binding", document(sites=site(apps=APP).replace(
         'protocol="http"', 'protocol="https"').replace("</bindings>", f"</bindings> {HERE}")),
-     "protocol", "https bindings are not supported yet"),
+     "certificateHash", "names no certificate"),
     ("ftp binding", document(sites=site(apps=APP).replace(
         'protocol="http"', 'protocol="ftp"').replace("</bindings>", f"</bindings> {HERE}")),
-     "protocol", "only http is supported"),
+     "protocol", "unknown protocol: http or https"),
     ("binding port zero", document(sites=site(binding="*:0:").replace(
         "</bindings>", f"</bindings> {HERE}")), "bindingInformation", "between 1 and 65535"),
     ("binding without a host part", document(sites=site(binding="*:8080").replace(

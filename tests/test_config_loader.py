@@ -332,4 +332,7 @@ def test_only_webgarden_s_python_attributes_are_marked_as_extensions() -> None:
                           f"{pools}/@spawnMethod",
                           f"{pools}/@executionTimeout",
                           f"{pools}/@asgiConcurrency", f"{app}/@lifespan",
-                          f"{app}/@app", f"{app}/@interface"}
+                          f"{app}/@app", f"{app}/@interface",
+                          "configuration/system.applicationHost/webLimits/@minTlsVersion",
+                          "configuration/system.webServer/security/access"
+                          "/@clientCertificateAuthorities"}

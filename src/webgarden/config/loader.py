@@ -45,6 +45,7 @@ from webgarden.config.diff import ConfigDiff, diff
 from webgarden.config.errors import ConfigError, ConfigErrors
 from webgarden.config.model import (
     DEFAULT_POOL,
+    CentralCertProvider,
     Limits,
     PoolConfig,
     ServerConfig,
@@ -76,6 +77,9 @@ class ApplicationHost:
         "site", SiteConfig, wrapper="sites", key=("name",), unique=(("id",),),
         defaults="siteDefaults", noun="site", help="The sites.")
     web_limits: Limits = child("webLimits", Limits, help="Server-wide limits.")
+    central_cert_provider: CentralCertProvider = child(
+        "centralCertProvider", CentralCertProvider,
+        help="The central certificate store (https bindings with sslFlags 2).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,12 @@ def _load_text(text: str | bytes, filename: str, base_dir: str | None
     pools = tuple(_resolve_paths(p, base_dir) for p in host.pools)
     sites = tuple(_resolve_physical_paths(s, base_dir) for s in _canonical_pools(host))
     web = document.web_server
+    central = host.central_cert_provider
+    if central.physical_path and base_dir is not None:
+        central = replace(central, physical_path=os.path.normpath(
+            os.path.join(base_dir, central.physical_path)))
     config = ServerConfig(sites=sites, pools=pools, limits=host.web_limits,
+                          central_certs=central,
                           unsupported=scan(root, filename, Configuration),
                           server_runtime=web.server_runtime,
                           web_server=WebServerConfig(**{f.name: getattr(web, f.name)
@@ -217,6 +226,7 @@ def _cross_check(host: ApplicationHost, builder: Builder, report: Report, sectio
         for app in site.applications if check_pools else ():
             _check_pool(app, pools, builder, report)
         for binding in site.bindings:
+            _check_certificate(binding, host.central_cert_provider, builder, report)
             key = (binding.address, binding.port, binding.host.lower())
             first = bound.setdefault(key, site)
             where = builder.origin(binding)
@@ -224,6 +234,25 @@ def _cross_check(host: ApplicationHost, builder: Builder, report: Report, sectio
                 report.error(where.parsed.node, f"binding already used by site {first.name!r}",
                              "bindingInformation", where.parsed.node.attributes.get(
                                  "bindingInformation"))
+
+
+def _check_certificate(binding: Any, central: CentralCertProvider, builder: Builder,
+                       report: Report) -> None:
+    """An https binding names where its certificate comes from: the central store (sslFlags
+    2, with <centralCertProvider enabled>), or certificateHash and certificateStoreName."""
+    where = builder.origin(binding)
+    if not binding.https or where is None or where.tainted:
+        return
+    node = where.parsed.node
+    if binding.central_store:
+        if not (central.enabled and central.physical_path):
+            report.error(node, "sslFlags asks for the central certificate store, but "
+                         "<centralCertProvider enabled=\"true\" physicalPath=...> is not set",
+                         "sslFlags", node.attributes.get("sslFlags"))
+    elif not (binding.certificate_hash and binding.certificate_store_name):
+        report.error(node, "the https binding names no certificate: set sslFlags=\"3\" "
+                     "(SNI, central store) or certificateHash and certificateStoreName",
+                     "certificateHash")
 
 
 def _any_site_written(section: Node) -> bool:

@@ -46,7 +46,8 @@ from webgarden.config.values import INT_MAX, UINT_MAX, Bool, Choice, Integer, Te
 from webgarden.config.webserver import WebServerConfig
 
 __all__ = [
-    "DEFAULT_POOL", "DEFAULT_SITE", "ApplicationConfig", "Binding", "CpuConfig", "CustomField",
+    "DEFAULT_POOL", "DEFAULT_SITE", "ApplicationConfig", "Binding", "CentralCertProvider",
+    "CpuConfig", "CustomField",
     "CustomFieldsConfig", "EnvironmentVariable", "FailureConfig", "Limits", "LogFileConfig",
     "PeriodicRestartConfig", "PoolConfig", "RecyclingConfig", "ServerConfig",
     "ServerRuntimeConfig", "SiteConfig", "SiteLimits", "TraceFailedRequestsLoggingConfig",
@@ -73,6 +74,12 @@ class Limits:
              "own, 2 minutes.")
     max_field_length: int = 16384  # HTTP.sys MaxFieldLength: one header (or the URL)
     max_request_bytes: int = 16384  # HTTP.sys MaxRequestBytes: request line + headers
+    http2_max_concurrent_streams: int = 100  # HTTP.sys Http2MaxConcurrentStreams
+    http2_cleartext: bool = setting(
+        "http2Cleartext", Bool(), False, extension=True,
+        help="Accept HTTP/2 by prior knowledge (h2c) on http bindings: a connection that "
+             "opens with the HTTP/2 preface speaks HTTP/2. Off, as HTTP.sys (HTTP/2 only "
+             "over TLS, by ALPN).")
     min_bytes_per_second: int = setting(
         "minBytesPerSecond", Integer(), 240,
         help="Slowest response send rate before the connection is closed.")
@@ -88,11 +95,30 @@ class Limits:
     dynamic_registration_threshold: int = setting(
         "dynamicRegistrationThreshold", Integer(0, UINT_MAX), 100,
         help="Above this many sites, a site is registered at its first request.")
+    min_tls_version: str = setting(
+        "minTlsVersion", Choice("1.2", "1.3"), "1.2", extension=True,
+        help="webgarden: the oldest TLS version https bindings accept.")
     allow_underscores_in_headers: bool = setting(
         "allowUnderscoresInHeaders", Bool(), False, extension=True,
         help="Pass request headers whose names contain '_' to applications. Off (nginx's "
              "underscores_in_headers off): they are dropped and counted, since X_User and "
              "X-User would both reach a WSGI app as HTTP_X_USER.")
+
+
+@dataclass(frozen=True, slots=True)
+class CentralCertProvider:
+    """`<centralCertProvider>` (IIS 8's central certificate store): one `<host>.pem` per
+    host name in `physicalPath` (the chain, then the private key); `_.example.com.pem` is
+    the wildcard `*.example.com`."""
+
+    enabled: bool = setting("enabled", Bool(), False, help="Use the central store.")
+    physical_path: str = setting("physicalPath", Text(), "",
+                                 help="The directory of <host>.pem files.")
+    user_name: str = setting("userName", Text(), "", help="Windows only: the share's user.")
+    password: str = setting("password", Text(), "", secret=True,
+                            help="Windows only: its password.")
+    private_key_password: str = setting("privateKeyPassword", Text(), "", secret=True,
+                                        help="Windows only: the .pfx files' password.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +160,7 @@ class ServerConfig:
     source: str | None = None  # the file it was loaded from
     unsupported: tuple[Unsupported, ...] = ()  # settings it sets that nothing enforces yet
     web_server: WebServerConfig = field(default_factory=WebServerConfig)  # system.webServer
+    central_certs: CentralCertProvider = field(default_factory=CentralCertProvider)
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:

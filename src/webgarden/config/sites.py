@@ -48,6 +48,36 @@ LogFormat = Literal["IIS", "NCSA", "W3C", "Custom"]
 LogPeriod = Literal["MaxSize", "Daily", "Weekly", "Monthly", "Hourly"]
 
 
+#: `sslFlags` bits (IIS's): the certificate is chosen by SNI; it comes from the central store.
+SSL_SNI = 1
+SSL_CENTRAL_STORE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HstsConfig:
+    """`<site><hsts>` (IIS 10 version 1709): Strict-Transport-Security on https responses,
+    and plain http requests redirected to https."""
+
+    enabled: bool = setting("enabled", Bool(), False, help="Send Strict-Transport-Security.")
+    max_age: int = setting("max-age", Integer(0, UINT_MAX), 0,
+                           help="Seconds a browser keeps to https (max-age).")
+    include_sub_domains: bool = setting("includeSubDomains", Bool(), False,
+                                        help="The policy covers subdomains too.")
+    preload: bool = setting("preload", Bool(), False, help="Add the preload directive.")
+    redirect_http_to_https: bool = setting(
+        "redirectHttpToHttps", Bool(), False,
+        help="Answer plain http requests with 301 to the same URL on https.")
+
+    def header(self) -> bytes:
+        """The header line, CRLF-ended."""
+        value = f"max-age={self.max_age}"
+        if self.include_sub_domains:
+            value += "; includeSubDomains"
+        if self.preload:
+            value += "; preload"
+        return f"Strict-Transport-Security: {value}\r\n".encode("ascii")
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """`<binding protocol="http" bindingInformation="IP:port:host" />`."""
@@ -59,8 +89,26 @@ class Binding:
     port: int = filled_by("bindingInformation")
     host: str = ""  # "" matches any Host header; "*.example.com" a wildcard (IIS 10)
     protocol: str = setting("protocol", Protocol(), "http", required=True,
-                            help="The protocol; webgarden serves http only (for now).")
-    ssl_flags: int = setting("sslFlags", Integer(), 0, help="TLS flags (https bindings).")
+                            help="http, or https (TLS terminated by the listener).")
+    ssl_flags: int = setting(
+        "sslFlags", Integer(0, 127), 0,
+        help="https: 1 SNI (the certificate is chosen by the client's server name), "
+             "2 the central certificate store (<centralCertProvider>).")
+    certificate_hash: str = setting(
+        "certificateHash", Text(), "",
+        help="https outside the central store: the certificate's SHA-1 thumbprint (hex).")
+    certificate_store_name: str = setting(
+        "certificateStoreName", Text(), "",
+        help="https outside the central store: on Linux, a directory of PEM files "
+             "(the certificate chain, then its private key, in each).")
+
+    @property
+    def https(self) -> bool:
+        return self.protocol == "https"
+
+    @property
+    def central_store(self) -> bool:
+        return bool(self.ssl_flags & SSL_CENTRAL_STORE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,4 +269,5 @@ class SiteConfig:
     trace_failed_requests_logging: TraceFailedRequestsLoggingConfig = child(
         "traceFailedRequestsLogging", TraceFailedRequestsLoggingConfig,
         help="Failed request tracing.")
+    hsts: HstsConfig = child("hsts", HstsConfig, help="HTTP Strict Transport Security.")
 

@@ -305,21 +305,21 @@ class PathList(Kind[tuple[str, ...]]):
 
 
 class Protocol(Kind[str]):
-    """A binding's protocol. IIS knows http, https, net.tcp, ...; webgarden serves http."""
+    """A binding's protocol. IIS knows http, https, net.tcp, ...; webgarden serves http and
+    https."""
 
     def parse(self, text: str) -> str:
         lowered = text.lower()
-        if lowered == "http":
-            return "http"
-        if lowered == "https":
-            raise ValueError("https bindings are not supported yet (no TLS): use http")
-        raise ValueError(f"unknown protocol: only http is supported{suggestion(text, ['http'])}")
+        if lowered in ("http", "https"):
+            return lowered
+        raise ValueError("unknown protocol: http or https"
+                         f"{suggestion(text, ['http', 'https'])}")
 
     def format(self, value: str) -> str:
         return value
 
     def describe(self) -> str:
-        return "http"
+        return "http or https"
 
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")

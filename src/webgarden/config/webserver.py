@@ -7,6 +7,7 @@
     <security>           only <requestFiltering> is read (§5); other security sections skipped
     <urlCompression>     whether static and dynamic responses are compressed
     <httpCompression>    <scheme>, <staticTypes>, <dynamicTypes>, minFileSizeForComp
+    <webSocket>          WebSocket upgrades: message size limit, pings (IIS 8's section)
 
 Attribute names, types, ranges and defaults are IIS 10's schema (IIS_schema.xml, see the
 reference). Some collections start filled, as IIS's shipped applicationHost.config fills
@@ -366,15 +367,42 @@ class RequestFilteringConfig:
         noun="always allowed query string", help="Query strings that skip the query checks.")
 
 
+SSL_ACCESS_FLAGS = ("Ssl", "SslNegotiateCert", "SslRequireCert", "SslMapCert", "Ssl128")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    """`<security><access sslFlags=>`: whether TLS and a client certificate are required.
+    Server-wide: webgarden reads no `<location>` (yet), so it holds for every https site."""
+
+    ssl_flags: frozenset[str] = setting(
+        "sslFlags", Flags(*SSL_ACCESS_FLAGS), frozenset(),
+        help="Ssl: https only (403.4 on http); SslNegotiateCert: ask for a client "
+             "certificate; SslRequireCert: refuse the handshake without a valid one; "
+             "Ssl128: 128-bit ciphers (always true here).")
+    client_certificate_authorities: str = setting(
+        "clientCertificateAuthorities", Text(), "", extension=True,
+        help="webgarden: a PEM file of the CAs that client certificates must chain to; "
+             "empty: the system's CA bundle.")
+
+    @property
+    def client_cert(self) -> str:
+        """'require', 'optional' or '' (no certificate asked for)."""
+        if "SslRequireCert" in self.ssl_flags:
+            return "require"
+        return "optional" if "SslNegotiateCert" in self.ssl_flags else ""
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
-    """`<security>`: only requestFiltering is read; authentication, authorization,
+    """`<security>`: requestFiltering and access are read; authentication, authorization,
     ipSecurity and the rest are Windows features, skipped."""
 
     XML_OPEN: ClassVar[bool] = True
 
     request_filtering: RequestFilteringConfig = child(
         "requestFiltering", RequestFilteringConfig, help="Request filtering.")
+    access: AccessConfig = child("access", AccessConfig, help="TLS and client certificates.")
 
 
 # --- <urlCompression>, <httpCompression> --------------------------------------------------
@@ -390,6 +418,33 @@ class UrlCompressionConfig:
     dynamic_compression_before_cache: bool = setting(
         "dynamicCompressionBeforeCache", Bool(), False,
         help="Windows only: compress dynamic responses before the output cache.")
+
+
+#: Largest WebSocket message a client may send, bytes: uvicorn's default (IIS's
+#: receiveBufferLimit is 4 MiB; users moving from uvicorn expect 16).
+WEBSOCKET_MAX_MESSAGE = 16 * 1024 * 1024
+#: Seconds between pings of an idle WebSocket, and for the pong to come: uvicorn's.
+WEBSOCKET_PING = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """`<webSocket>` (IIS 8): upgrades passed to ASGI applications (listener/websocket.py,
+    worker/websocket.py). The listener sends these with each upgrade it dispatches."""
+
+    enabled: bool = setting("enabled", Bool(), True,
+                            help="Pass WebSocket upgrades to applications; false serves "
+                                 "them as plain HTTP requests.")
+    receive_buffer_limit: int = setting(
+        "receiveBufferLimit", Integer(1, UINT_MAX), WEBSOCKET_MAX_MESSAGE,
+        help="Largest message a client may send, bytes; a larger one closes with 1009.")
+    ping_interval: float = setting(
+        "pingInterval", TimeSpan(0, 86400), WEBSOCKET_PING,
+        help="Time between pings the worker sends; 00:00:00: none (IIS's default; "
+             "webgarden's is uvicorn's 20 s).")
+    ping_timeout: float = setting(
+        "pingTimeout", TimeSpan(0, 86400), WEBSOCKET_PING, extension=True,
+        help="Time a pong may take before the socket closes with 1011; 00:00:00: no limit.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +559,8 @@ class WebServerConfig:
                                                   help="Whether responses are compressed.")
     http_compression: HttpCompressionConfig = child("httpCompression", HttpCompressionConfig,
                                                     help="How responses are compressed.")
+    web_socket: WebSocketConfig = child("webSocket", WebSocketConfig,
+                                        help="WebSocket upgrades.")
 
     @property
     def request_filtering(self) -> RequestFilteringConfig:

@@ -24,10 +24,13 @@ class Route:
 
 
 class _Site:
-    __slots__ = ("apps", "name")
+    __slots__ = ("apps", "hsts_header", "https_port", "name")
 
-    def __init__(self, name: str, apps: list[tuple[str, Route]]) -> None:
+    def __init__(self, name: str, apps: list[tuple[str, Route]], hsts_header: bytes = b"",
+                 https_port: int = 0) -> None:
         self.name = name
+        self.hsts_header = hsts_header  # <hsts enabled>: the line every https answer gets
+        self.https_port = https_port  # <hsts redirectHttpToHttps>: where http goes; 0: no
         # Longest prefix first, so the first match is the most specific.
         self.apps = sorted(apps, key=lambda item: len(item[0]), reverse=True)
 
@@ -52,12 +55,19 @@ class Router:
         self._wild: dict[int, list[tuple[str, str, _Site]]] = {}
         self._by_ip: dict[tuple[int, str], _Site] = {}
         self._any: dict[int, _Site] = {}
+        # <security><access sslFlags="Ssl">: plain http requests get 403.4.
+        self.ssl_required = "Ssl" in config.web_server.security.access.ssl_flags
         for site_config in config.sites:
             apps: list[tuple[str, Route]] = []
             for app in site_config.applications:
                 script = "" if app.path == "/" else app.path
                 apps.append((app.path, Route(site_config.name, app.pool, app, script)))
-            site = _Site(site_config.name, apps)
+            hsts = site_config.hsts
+            https = [b.port for b in site_config.bindings if b.https]
+            site = _Site(site_config.name, apps,
+                         hsts.header() if hsts.enabled else b"",
+                         https[0] if https and hsts.enabled and hsts.redirect_http_to_https
+                         else 0)
             for b in site_config.bindings:
                 host = b.host.lower()
                 if host.startswith("*."):

@@ -16,9 +16,9 @@ import time
 from email.utils import formatdate
 from typing import Any
 
-from webgarden.config.model import ServerConfig
+from webgarden.config.model import Binding, ServerConfig
 from webgarden.events import EventLog
-from webgarden.listener import errors
+from webgarden.listener import errors, negotiate
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.connection import HttpConnection
 from webgarden.listener.exchange import Exchange
@@ -26,8 +26,11 @@ from webgarden.listener.http1 import HeadLimits, ParseCounters
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
+from webgarden.listener.tls import CertStore, CertWatch, Endpoint, TlsError
 
 LISTEN_BACKLOG = 1024
+#: Seconds between checks of the certificates' expiry (tls.certificate_expiring).
+EXPIRY_CHECK_INTERVAL = 3600.0
 
 
 def _head_limits(config: ServerConfig) -> HeadLimits:
@@ -56,6 +59,21 @@ def bind_socket(address: str, port: int) -> socket.socket:
     return sock
 
 
+def _https_bindings(config: ServerConfig, key: tuple[str, int]) -> list[Binding]:
+    return [b for site in config.sites for b in site.bindings
+            if b.https and (b.address, b.port) == key]
+
+
+def _loaded_certs(config: ServerConfig, emit: Any) -> CertStore:
+    """Every certificate `config` uses, loaded (BindError: an https binding cannot serve)."""
+    store = CertStore(config, emit)
+    try:
+        store.load_all(config)
+    except TlsError as exc:
+        raise BindError(str(exc)) from None
+    return store
+
+
 class Listener:
     def __init__(self, config: ServerConfig, pools: dict[str, PoolQueue], events: EventLog) -> None:
         self.config = config
@@ -77,8 +95,14 @@ class Listener:
         self.date_line = b""
         self._all_closed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
+        self._next_certs: CertStore | None = None
         self._next_scavenge = 0.0  # loop time of the next cache scavenge
         self.loop = asyncio.get_event_loop()
+        # TLS: the certificates in service, loaded by `bind`; one Endpoint per https address.
+        self.certs = CertStore(config, self.emit)
+        self.cert_watch: CertWatch | None = None
+        self.endpoints: dict[tuple[str, int], Endpoint] = {}
+        self._next_expiry_check = 0.0
         self._tick()
 
     @staticmethod
@@ -86,21 +110,36 @@ class Listener:
         return {(b.address, b.port) for site in config.sites for b in site.bindings}
 
     def bind(self) -> None:
-        """Open every configured address (before any worker starts: fail early)."""
+        """Load the certificates and open every configured address (before any worker
+        starts: fail early)."""
+        self.certs = _loaded_certs(self.config, self.emit)
         for key in sorted(self.wanted(self.config) - set(self.sockets)):
             self.sockets[key] = bind_socket(*key)
+        self.cert_watch = CertWatch(self.loop, self.certs)
 
     async def serve(self) -> None:
         for key, sock in self.sockets.items():
             if key not in self.servers:
+                endpoint = self._endpoint(key)
                 self.servers[key] = await self.loop.create_server(
-                    functools.partial(HttpConnection, self, key[1]), sock=sock,
-                    backlog=LISTEN_BACKLOG,
+                    functools.partial(negotiate.connection, self, key[1]), sock=sock,
+                    backlog=LISTEN_BACKLOG, ssl=endpoint.context if endpoint else None,
                 )
+
+    def _endpoint(self, key: tuple[str, int]) -> Endpoint | None:
+        """The TLS endpoint of an address whose bindings are https, else None."""
+        bindings = _https_bindings(self.config, key)
+        if not bindings:
+            return None
+        endpoint = self.endpoints.get(key)
+        if endpoint is None:
+            endpoint = self.endpoints[key] = Endpoint(self.certs, key[1], bindings)
+        return endpoint
 
     def prepare(self, config: ServerConfig) -> dict[tuple[str, int], socket.socket]:
         """Bind what a new configuration adds, changing nothing else (BindError: nothing opened)."""
         opened: dict[tuple[str, int], socket.socket] = {}
+        self._next_certs = _loaded_certs(config, self.emit)
         try:
             for key in sorted(self.wanted(config) - set(self.sockets)):
                 opened[key] = bind_socket(*key)
@@ -127,13 +166,28 @@ class Listener:
         self.header_wait = config.limits.header_wait_timeout
         self.idle_timeout = config.limits.connection_timeout
         self.head_limits = _head_limits(config)  # new connections; open ones keep theirs
+        self._switch_certs(config)
         self.sockets.update(opened)
         for key in set(self.sockets) - self.wanted(config):
+            self.endpoints.pop(key, None)
             server = self.servers.pop(key, None)
             if server is not None:
                 server.close()
             self.sockets.pop(key).close()
         await self.serve()
+
+    def _switch_certs(self, config: ServerConfig) -> None:
+        """The certificates `prepare` loaded serve the next handshakes; an address's
+        bindings follow the new configuration (its TLS settings are kept until it is
+        removed: an open socket keeps its context)."""
+        if self.cert_watch is not None:
+            self.cert_watch.close()
+        self.certs = self._next_certs or CertStore(config, self.emit)
+        self._next_certs = None
+        for key, endpoint in self.endpoints.items():
+            endpoint.store = self.certs
+            endpoint.bindings = _https_bindings(config, key) or endpoint.bindings
+        self.cert_watch = CertWatch(self.loop, self.certs)
 
     def addresses(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.sockets.values()]
@@ -149,6 +203,9 @@ class Listener:
         self.logs.tick()
         self.local.poll_changes()
         self.local.revalidate()
+        if self.now >= self._next_expiry_check:
+            self.certs.check_expiry()
+            self._next_expiry_check = self.now + EXPIRY_CHECK_INTERVAL
         if self.now >= self._next_scavenge:  # HTTP.sys's scavenger: idle and expired entries
             self.local.cache.scavenge(self.now)
             self._next_scavenge = self.now + self.local.cache.settings.scavenger_period
@@ -201,6 +258,8 @@ class Listener:
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.cert_watch is not None:
+            self.cert_watch.close()
         self.logs.close()
         self.local.close()
 
