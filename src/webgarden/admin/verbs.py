@@ -104,7 +104,9 @@ def _request_row(pool: AppPool, ex: Any, now: float, pid: int | None) -> dict[st
     return {
         "pool": pool.config.name,
         "pid": pid,
-        "state": "executing" if pid else "queued",
+        # An open WebSocket (its 101 sent) is "websocket", its age the socket's.
+        "state": ("websocket" if ex.websocket is not None and ex.status == 101
+                  else "executing" if pid else "queued"),
         "method": ex.method,
         "url": ex.target.decode("latin-1"),
         "client": f"{ex.conn.client[0]}:{ex.conn.client[1]}",

@@ -34,8 +34,12 @@ class RequestHead(msgspec.Struct, array_like=True, frozen=True):
     headers: list[tuple[bytes, bytes]]
     client: tuple[str, int]
     server: tuple[str, int]
-    scheme: str = "http"
+    scheme: str = "http"  # "ws": a WebSocket upgrade the listener validated
     window: int = 0  # request-body bytes the listener may send before it waits for credit
+    # A WebSocket's settings (<webSocket>): largest message, ping interval and timeout (s).
+    ws_max_message: int = 0
+    ws_ping_interval: float = 0.0
+    ws_ping_timeout: float = 0.0
 
 
 class ResponseHead(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):

@@ -253,8 +253,10 @@ class AccessLogs:
             self._write(log, conn, key, method, target, ex.url_path, version, agent, referer,
                         status, substatus, win32, sent, ex.received, taken, ex.headers)
 
-    def hit(self, conn: Client, head: RequestHead, entry: Entry, sent: int) -> None:
-        """A response-cache hit answered on the fast path (a plain GET, HTTP/1.1, 200)."""
+    def hit(self, conn: Client, head: RequestHead, entry: Entry, sent: int,
+            version: str = "HTTP/1.1") -> None:
+        """A response-cache hit answered on the fast path (a plain GET, 200; HTTP/1.1, or
+        an HTTP/2 stream: `version`)."""
         log = self.sites.get(entry.key.site)
         if log is None:
             return
@@ -271,7 +273,7 @@ class AccessLogs:
         if last is not None and last[0] == key:
             log.file.add(log.format.finish(last[1], received, taken), second)
         else:
-            self._write(log, conn, key, "GET", url, entry.key.path, "HTTP/1.1", agent, referer,
+            self._write(log, conn, key, "GET", url, entry.key.path, version, agent, referer,
                         200, 0, 0, sent, received, taken, head.headers)
 
     def _write(self, log: SiteLog, conn: Client, key: tuple[Any, ...], method: str,

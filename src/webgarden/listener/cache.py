@@ -16,7 +16,7 @@ Theory of operation. The listener calls `lookup(request, now)` for every request
 
 Rules (iis-semantics.md §4; KB817445; HTTP API 2.0 "kernel-mode cache" rules):
 
-Requests that neither hit nor store: not GET; with a body; HTTP other than 1.0/1.1;
+Requests that neither hit nor store: not GET; with a body; HTTP other than 1.0/1.1/2;
 with Authorization; with Range or If-Range (HTTP.sys serves whole responses only); with
 `Translate: f`; with an Expect other than 100-continue; with If-Match or
 If-Unmodified-Since (rare on GET; the full path answers them); with a query string,
@@ -96,7 +96,7 @@ class Skip(enum.Enum):
     DISABLED = "the cache is disabled"
     METHOD = "not a GET"
     BODY = "the request has a body"
-    VERSION = "not HTTP/1.0 or 1.1"
+    VERSION = "not HTTP/1.0, 1.1 or 2"
     AUTHORIZATION = "the request has Authorization"
     RANGE = "the request has Range or If-Range"
     TRANSLATE = "the request has Translate: f"
@@ -282,7 +282,7 @@ class ResponseCache:
             return Skip.METHOD
         if request.has_body:
             return Skip.BODY
-        if request.http_version not in ("1.0", "1.1"):
+        if request.http_version not in ("1.0", "1.1", "2"):
             return Skip.VERSION
         if "authorization" in headers:
             return Skip.AUTHORIZATION

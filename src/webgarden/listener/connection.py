@@ -44,7 +44,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from webgarden.config.model import ServerConfig
-from webgarden.listener import access, errors, http1
+from webgarden.listener import access, dispatch, errors, http1
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http1 import Http1Core, RequestHead
@@ -52,7 +52,6 @@ from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
 from webgarden.listener.sendfile import FileSender
-from webgarden.listener.urls import InvalidURL, split_target
 
 #: Parsed requests held per connection before reading pauses.
 MAX_PIPELINE = 32
@@ -227,41 +226,8 @@ class HttpConnection(asyncio.Protocol):
     # -- the pipeline -----------------------------------------------------------------
 
     def _start(self, ex: Exchange) -> None:
-        """Route the active exchange and hand it to its pool's queue."""
-        try:
-            target = split_target(ex.target)
-        except InvalidURL:
-            ex.fail(errors.INVALID_URL)
-            return
-        host = target.host if target.host is not None else ex.host
-        if not host and ex.version == "HTTP/1.1":
-            ex.fail(errors.INVALID_HOSTNAME)
-            return
-        listener = self.listener
-        site = listener.router.site_for_header(self.server[0], self.port, host)
-        if site is None:
-            ex.fail(errors.INVALID_HOSTNAME)
-            return
-        matched = site.match(target.path)
-        if matched is None:
-            ex.fail(errors.NOT_FOUND)
-            return
-        route, ex.path = matched
-        ex.script_name = route.script_name
-        ex.app = route.app
-        ex.query = target.query
-        ex.route = route
-        ex.url_path = target.path
-        if listener.local.answer(ex, route, target.path, ex.path, listener.now):
-            return  # a cache hit or a file: no worker needed
-        pool = ex.pool = listener.pools[route.pool]
-        page = pool.submit(ex)
-        if page is not None:
-            if pool.reset_when_offline and page is pool.offline:
-                self.listener.httperr(self, page, ex=ex)
-                self.abort()  # loadBalancerCapabilities TcpLevel: a reset, not a page
-            else:
-                ex.fail(page)
+        """Route the active exchange and hand it to its pool's queue (`dispatch.start`)."""
+        dispatch.start(self.listener, ex, self.port, self.server[0])
 
     def exchange_done(self, ex: Exchange) -> None:
         self.listener.logs.exchange(self, ex)

@@ -46,6 +46,7 @@ POOL_DISABLED = _page(503, "Service Unavailable", "Service Unavailable", "HTTP E
 APP_SHUTDOWN = _page(503, "Service Unavailable", "Service Unavailable", "HTTP Error 503. The service is unavailable.", "AppShutdown")
 BAD_GATEWAY = _page(502, "Bad Gateway", "Bad Gateway", "HTTP Error 502. The worker process serving the request failed.", "Connection_Abandoned_By_AppPool")
 GATEWAY_TIMEOUT = _page(504, "Gateway Timeout", "Gateway Timeout", "HTTP Error 504. The application did not answer in time.", "Timer_ExecutionTimeout")
+WEBSOCKET_VERSION = _page(426, "Upgrade Required", "Upgrade Required", "HTTP Error 426. The WebSocket version is not supported: use version 13.", "WebSocket_Version")
 INTERNAL = _page(500, "Internal Server Error", "Internal Server Error", "HTTP Error 500. The server encountered an internal error.", "Internal")
 
 #: Seconds a client is asked to wait after a 503 (Retry-After).
@@ -75,4 +76,6 @@ def head_and_body(page: ErrorPage) -> tuple[bytes, bytes]:
     ]
     if page.status == 503:
         lines.append(f"Retry-After: {RETRY_AFTER}")
+    elif page.status == 426:
+        lines.append("Sec-WebSocket-Version: 13")  # RFC 6455 §4.4: the version it speaks
     return ("\r\n".join(lines) + "\r\n").encode("ascii"), content

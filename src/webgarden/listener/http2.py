@@ -1,0 +1,630 @@
+"""One HTTP/2 connection: the asyncio adapter around `h2` (sans-IO) and `http2_core`.
+
+Each stream is an `Exchange` in the same core as HTTP/1.1's requests: its HEADERS become a
+`RequestHead` (`http2_core.request_head`), and `dispatch.start` routes it, answers it from
+the cache or a file, or queues it in its pool; its DATA is the exchange's body; the
+exchange's response comes back through the stream (`H2Stream`, a `roles.Client`), which
+turns the HTTP/1.1 head the core wrote into HEADERS and the body into DATA frames. The
+exchange's version is "HTTP/2": the framer then never chunks (a body of unknown length
+ends with the stream), the worker's environ says `SERVER_PROTOCOL` HTTP/2 and the W3C log
+`HTTP/2`.
+
+Rules:
+
+1. Flow control, request side: a stream's window (`STREAM_WINDOW`) and the connection's
+   (`CONNECTION_WINDOW`) are what the listener holds. Received DATA is acknowledged (its
+   window reopened) only once the exchange has passed it to the worker within the
+   worker's credit, so an exchange holds at most one stream window of body, and a
+   connection at most its connection window, whatever the client sends.
+2. Flow control, response side: DATA goes out as the client's windows allow; what waits
+   for a window is held per stream. While a stream holds `PENDING_LOW` bytes or more, or
+   the socket's buffer is full, its exchange credits the worker nothing more, so a slow
+   stream holds back only itself and at most a worker's response window. A file is
+   read (sendfile cannot go inside frames) `FILE_PIECE` at a time, only while its stream
+   holds less than `PENDING_LOW`.
+3. SETTINGS as HTTP.sys's: `Http2MaxConcurrentStreams` (100) streams at once (h2 refuses
+   more), a header list up to MaxRequestBytes + MaxFieldLength decoded (h2 stops an HPACK
+   bomb there), no server push (SETTINGS_ENABLE_PUSH 0; nothing is ever pushed).
+4. A client's abuse ends its connection with GOAWAY and an `http2.goaway` event naming
+   the reason: a header block too large or a CONTINUATION flood (`http2_core.FrameGauge`,
+   before h2 buffers them), rapid reset (`http2_core.ResetMeter`), and every protocol
+   error h2 finds. A stream reset while it waits in its pool's queue leaves the queue and
+   is never dispatched (`Exchange.client_gone`).
+5. Writes are coalesced: what streams produce in one turn of the loop goes out in one
+   write at its end.
+6. Logging: each stream is logged when its exchange ends, as HTTP/1.1's are; sc-bytes
+   counts the response as its HTTP/1.1 text (head and body), not HPACK's encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+from time import monotonic
+from typing import Any
+
+import h2.events as ev
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+
+from webgarden.listener import access, dispatch, http2_core
+from webgarden.listener.connection import ListenerServices
+from webgarden.listener.exchange import Exchange
+from webgarden.listener.http1 import Body, RequestHead
+from webgarden.listener.sendfile import FileSender
+
+#: A stream's receive window: request body held per stream (HTTP/1.1 holds up to 1 MiB
+#: per request, `exchange.BODY_BUFFER_LIMIT`; a quarter of that keeps 4 uploads moving).
+STREAM_WINDOW = 256 * 1024
+#: The connection's receive window: request body held per connection, all streams.
+CONNECTION_WINDOW = 1024 * 1024
+#: Response bytes a stream may hold waiting for the client's window before its worker
+#: is credited nothing more.
+PENDING_LOW = 64 * 1024
+#: A file's bytes read per step.
+FILE_PIECE = 64 * 1024
+#: h2's default window, before our WINDOW_UPDATE widens the connection's.
+_DEFAULT_WINDOW = 65535
+
+_LENGTH = Body.LENGTH
+
+
+class Http2Connection(asyncio.Protocol):
+    """The connection: h2's state, the streams by id, the timers and the socket."""
+
+    def __init__(self, listener: ListenerServices, port: int) -> None:
+        self.listener = listener
+        self.port = port
+        limits = listener.head_limits
+        self.h2 = h2c = H2Connection(H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False))
+        header_list = limits.max_request + limits.max_field
+        config_limits = listener.config.limits
+        h2c.local_settings = Settings(client=False, initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: config_limits.http2_max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: header_list,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            SettingCodes.ENABLE_PUSH: 0,
+        })
+        h2c.decoder.max_header_list_size = header_list
+        self.gauge = http2_core.FrameGauge(header_list)
+        self.resets = http2_core.ResetMeter(monotonic)
+        self.prepared = _PREPARED
+        self.streams: dict[int, H2Stream] = {}
+        self.dirty: dict[int, H2Stream] = {}  # streams with something to send
+        self.transport: Any = None
+        self.client: tuple[str, int] = ("", 0)
+        self.server: tuple[str, int] = ("", 0)
+        self.failed_request = (b"HTTP/2", b"", b"")
+        # TLS: the handshake's session (`tls.Session`: ALPN chose "h2"), set by whoever
+        # made the connection (`negotiate.py`); None on h2c. The scheme the app sees.
+        self.tls: Any = None
+        self.scheme = "http"
+        self.log_addresses: tuple[bytes, bytes, bytes] | None = None
+        self.log_last: tuple[Any, ...] | None = None
+        self.paused = False  # the socket's buffer is full
+        self.closed = False
+        self.ending = False  # GOAWAY sent or received: no new streams, close when idle
+        self.local_close = False
+        self.flush_scheduled = False
+        self.deadline = 0.0
+        self._date = (b"", b"")  # the listener's Date line, and its value
+        self._loop = asyncio.get_event_loop()
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
+        self.server = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        listener = self.listener
+        listener.connections.add(self)
+        self.deadline = listener.now + listener.header_wait
+        h2c = self.h2
+        h2c.initiate_connection()
+        h2c.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
+        transport.write(h2c.data_to_send())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listener.connection_closed(self)
+        win32 = access.SERVER_ABORTED if self.local_close else access.CLIENT_GONE
+        for stream in list(self.streams.values()):
+            stream.gone(win32)
+        self.streams.clear()
+        self.dirty.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        why = self.gauge.feed(data)
+        if why is not None:
+            self.refuse(why, ErrorCodes.ENHANCE_YOUR_CALM)
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as exc:  # h2 has queued its GOAWAY
+            self.refuse(_reason(exc), None)
+            return
+        self._handle(events)
+
+    def _handle(self, events: list[ev.Event]) -> None:
+        handlers = _HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+                if self.closed:  # refused (rapid reset)
+                    return
+        self.flush()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        for stream in self.streams.values():
+            stream.paused_writing = True
+        if not self.closed:
+            self.transport.pause_reading()  # no new streams while the client does not read
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.closed:
+            return
+        self.transport.resume_reading()
+        for sid, stream in self.streams.items():
+            stream.paused_writing = stream.pending_size >= PENDING_LOW
+            self.dirty[sid] = stream
+        self.flush()
+
+    # -- h2's events --------------------------------------------------------------------
+
+    def _on_request(self, event: ev.RequestReceived) -> None:
+        sid = event.stream_id
+        listener = self.listener
+        head, page = http2_core.request_head(
+            event.headers or (), event.stream_ended is not None, listener.head_limits,
+            listener.counters, monotonic())
+        stream = self.streams[sid] = H2Stream(self, sid)
+        self.deadline = 0.0
+        fast_key = None
+        if (page is None and head.plain and not head.has_body and head.method == b"GET"
+                and not listener.draining):
+            fast_key = (self.port, self.server[0], head.host, head.url, head.accept_encoding)
+            entry = listener.local.fast_hit(fast_key, listener.now)
+            if entry is not None:
+                stream.answer_cached(head, entry)
+                return
+        ex = stream.ex = Exchange(stream, head)
+        ex.fast_key = fast_key
+        if page is not None:
+            ex.fail(page)
+        else:
+            dispatch.start(listener, ex, self.port, self.server[0])
+
+    def _on_data(self, event: ev.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        size = event.flow_controlled_length or 0
+        ex = stream.ex if stream is not None else None
+        if stream is None or ex is None or ex.done or ex.abandoned:
+            self.h2.acknowledge_received_data(size, event.stream_id)  # dropped: reopen
+            return
+        stream.held += size
+        ex.add_body(event.data or b"")
+        stream.settle()
+
+    def _on_end(self, event: ev.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        stream.remote_ended = True
+        ex = stream.ex
+        if ex is not None and not ex.done and not ex.abandoned:
+            ex.body_complete()
+
+    def _on_reset(self, event: ev.StreamReset) -> None:
+        if event.remote_reset and self.resets.reset():
+            self.refuse("rapid-reset", ErrorCodes.ENHANCE_YOUR_CALM)
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.gone(access.CLIENT_GONE)
+
+    def _on_window(self, event: ev.WindowUpdated) -> None:
+        sid = event.stream_id
+        if sid:
+            stream = self.streams.get(sid)
+            if stream is not None and (stream.pending or stream.file is not None):
+                self.dirty[sid] = stream
+        else:
+            self._all_may_send()  # the connection's window opened
+
+    def _on_settings(self, event: ev.RemoteSettingsChanged) -> None:
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._all_may_send()
+
+    def _all_may_send(self) -> None:
+        for sid, stream in self.streams.items():
+            if stream.pending or stream.file is not None:
+                self.dirty[sid] = stream
+
+    def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+        self.ending = True
+        if not self.streams:
+            self.transport.close()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def schedule(self, stream: H2Stream) -> None:
+        """`stream` has something to send: at the end of this turn of the loop."""
+        self.dirty[stream.sid] = stream
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.closed:
+            return
+        while self.dirty:
+            dirty, self.dirty = self.dirty, {}
+            for stream in dirty.values():
+                stream.send_ready()
+        data = self.h2.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def stream_closed(self, stream: H2Stream) -> None:
+        self.streams.pop(stream.sid, None)
+        self.dirty.pop(stream.sid, None)
+        if not self.streams:
+            listener = self.listener
+            if self.ending or listener.draining:
+                self.close()
+            else:
+                self.deadline = listener.now + listener.idle_timeout
+
+    def date(self) -> tuple[bytes, bytes]:
+        """The listener's Date line and its value (the line changes once a second)."""
+        line = self.listener.date_line
+        if self._date[0] is not line:
+            self._date = (line, line[6:-2])
+        return self._date
+
+    def refuse(self, reason: str, code: ErrorCodes | None) -> None:
+        """End the connection for the client's abuse: GOAWAY (with `code`, unless h2 has
+        queued its own), then close."""
+        if self.closed:
+            return
+        if code is not None:
+            self.h2.close_connection(error_code=code)
+        self.listener.emit("http2.goaway", client=f"{self.client[0]}:{self.client[1]}",
+                           reason=reason, streams=len(self.streams))
+        self.transport.write(self.h2.data_to_send())
+        self.local_close = True
+        self.closed = True
+        self.transport.close()
+        self.connection_lost(None)
+
+    # -- timers and shutdown (called by the listener) ---------------------------------
+
+    def expired(self, now: float) -> str | None:
+        if self.deadline and now >= self.deadline and not self.streams:
+            return "Timer_ConnectionIdle"
+        return None
+
+    def close(self) -> None:
+        """Close gracefully: GOAWAY NO_ERROR, then the socket."""
+        if self.closed or self.transport is None:
+            return
+        self.local_close = True
+        self.h2.close_connection()
+        self.transport.write(self.h2.data_to_send())
+        self.transport.close()
+
+    def abort(self, client_gone: bool = False) -> None:
+        if not self.closed and self.transport is not None:
+            self.local_close = not client_gone
+            self.transport.abort()
+
+    def drain(self) -> None:
+        """The server is shutting down: an idle connection closes at the next tick, a busy
+        one when its last stream ends."""
+        self.ending = True
+        if not self.streams:
+            self.deadline = self.listener.now
+
+
+class H2Stream:
+    """One stream: a `roles.Client` for its exchange."""
+
+    __slots__ = (
+        "client",
+        "connection",
+        "end_sent",
+        "ending",
+        "ex",
+        "failed_request",
+        "file",
+        "head",
+        "head_sent",
+        "held",
+        "log_addresses",
+        "log_last",
+        "logged",
+        "paused_writing",
+        "pending",
+        "pending_size",
+        "remote_ended",
+        "scheme",
+        "sent",
+        "server",
+        "sid",
+        "tls",
+        "transport",
+    )
+
+    def __init__(self, connection: Http2Connection, sid: int) -> None:
+        self.connection = connection
+        self.sid = sid
+        self.client = connection.client
+        self.server = connection.server
+        self.transport = connection.transport
+        self.failed_request = connection.failed_request
+        self.tls = connection.tls
+        self.scheme = connection.scheme
+        self.log_addresses = connection.log_addresses
+        self.log_last = connection.log_last
+        self.ex: Exchange | None = None
+        self.head: list[tuple[bytes, bytes]] | None = None  # HEADERS to send
+        self.head_sent = False
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.pending_size = 0
+        self.file: FileSender | None = None
+        self.ending = False  # the exchange is complete: END_STREAM after what is pending
+        self.end_sent = False
+        self.remote_ended = False
+        self.held = 0  # request body received and not yet acknowledged
+        self.paused_writing = connection.paused
+        self.sent = 0
+        self.logged = 0
+
+    @property
+    def listener(self) -> ListenerServices:
+        return self.connection.listener
+
+    @property
+    def date_line(self) -> bytes:
+        return self.connection.listener.date_line
+
+    # -- the request side --------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Reopen the windows for the body the exchange has passed on to its worker."""
+        ex = self.ex
+        release = self.held - (ex.body_size if ex is not None else 0)
+        if release > 0:
+            self.held -= release
+            self.connection.h2.acknowledge_received_data(release, self.sid)
+            self.connection.schedule(self)
+
+    def answer_cached(self, head: RequestHead, entry: Any) -> None:
+        """A response-cache hit on the fast path (no exchange): HEADERS and DATA at once."""
+        connection = self.connection
+        self.head = [*connection.prepared.get(entry.head), (b"date", connection.date()[1])]
+        body = entry.tail[2:]  # the tail is the empty line, then the body
+        if body:
+            self.pending.append(body)
+            self.pending_size = len(body)
+        self.sent = len(entry.head) + len(connection.listener.date_line) + len(entry.tail)
+        self.ending = True
+        connection.listener.logs.hit(self, head, entry, self.sent, "HTTP/2")
+        connection.schedule(self)
+
+    # -- roles.Client: what the exchange writes ----------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.end_sent or self.connection.closed:
+            return
+        self.sent += len(data)
+        if not self.head_sent:
+            self.head_sent = True
+            end = data.find(b"\r\n\r\n") + 2
+            block, data = data[:end], data[end + 2:]
+            date_line, date = self.connection.date()
+            if block.endswith(date_line):
+                block = block[:-len(date_line)]
+            self.head = [*self.connection.prepared.get(block), (b"date", date)]
+        if data:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size >= PENDING_LOW:
+                self.paused_writing = True
+        self.connection.schedule(self)
+
+    def writelines(self, data: tuple[bytes, ...]) -> None:
+        self.write(b"".join(data))
+
+    def may_keep_alive(self) -> bool:
+        return True  # the connection's fate is not a stream's
+
+    def exchange_done(self, ex: Exchange) -> None:
+        connection = self.connection
+        connection.listener.logs.exchange(self, ex)
+        connection.log_addresses, connection.log_last = self.log_addresses, self.log_last
+        if ex.body_mode is _LENGTH and ex.remaining > 0:
+            self.abort()  # short of its Content-Length: a reset, never a whole-looking body
+            return
+        self.ending = True
+        connection.schedule(self)
+
+    def observe(self, ex: Exchange, block: bytes, body: bytes) -> None:
+        listener = self.connection.listener
+        listener.local.observe(ex, block, body, listener.now)
+
+    def httperr(self, status: int, reason: str, ex: Exchange | None) -> None:
+        self.connection.listener.logs.httperr(self, status, reason, ex)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.connection.listener.emit(event, **fields)
+
+    def pause_reading(self) -> None:
+        pass  # the stream's window does it: nothing is acknowledged while the body waits
+
+    def resume_reading(self) -> None:
+        self.settle()
+
+    def abort(self, client_gone: bool = False) -> None:
+        """Reset this stream only (later in this turn: the exchange is mid-call)."""
+        if not self.end_sent:
+            self.end_sent = True
+            self.connection._loop.call_soon(self._reset, client_gone)
+
+    def _reset(self, client_gone: bool) -> None:
+        connection = self.connection
+        if connection.closed:
+            return
+        with contextlib.suppress(ProtocolError):  # closed already
+            connection.h2.reset_stream(self.sid, ErrorCodes.INTERNAL_ERROR)
+        self.gone(access.CLIENT_GONE if client_gone else access.SERVER_ABORTED)
+        connection.flush()
+
+    def start_file(self, sender: FileSender) -> None:
+        self.file = sender  # read into DATA frames by `emit`, under flow control
+        self.connection.schedule(self)
+
+    def file_finished(self) -> None:
+        self.file = None
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send_ready(self) -> None:
+        """Send what the windows allow: HEADERS, DATA, END_STREAM."""
+        if self.end_sent and self.head is None:
+            return
+        connection = self.connection
+        h2c, sid = connection.h2, self.sid
+        try:
+            if self.head is not None:
+                head, self.head = self.head, None
+                done = self.ending and not self.pending and self.file is None
+                h2c.send_headers(sid, head, end_stream=done)
+                if done:
+                    self._ended()
+                    return
+            if not connection.paused:
+                self._send_data(h2c, sid)
+        except ProtocolError:  # the stream closed under us (a reset crossing our frames)
+            self.gone(access.CLIENT_GONE)
+            return
+        if self.paused_writing and self.pending_size < PENDING_LOW and not connection.paused:
+            self.paused_writing = False
+            if self.ex is not None:
+                self.ex.pay_credit()
+
+    def _send_data(self, h2c: H2Connection, sid: int) -> None:
+        pending = self.pending
+        while True:
+            while pending:
+                window = min(h2c.local_flow_control_window(sid), h2c.max_outbound_frame_size)
+                if window <= 0:
+                    return  # WindowUpdated brings us back
+                chunk = pending[0]
+                if len(chunk) > window:
+                    pending[0], chunk = chunk[window:], chunk[:window]
+                else:
+                    pending.popleft()
+                self.pending_size -= len(chunk)
+                last = self.ending and not pending and self.file is None
+                h2c.send_data(sid, chunk, end_stream=last)
+                if last:
+                    self._ended()
+                    return
+            if self.file is None or not self._read_file():
+                break
+        if self.ending and not self.end_sent and self.file is None:
+            h2c.end_stream(sid)
+            self._ended()
+
+    def _read_file(self) -> bool:
+        """Read the next piece of the file into `pending`. False: nothing more to read."""
+        sender = self.file
+        assert sender is not None
+        try:
+            piece = os.pread(sender.fd, min(FILE_PIECE, sender.remaining), sender.offset)
+        except OSError:
+            piece = b""
+        if not piece:  # unreadable, or the file shrank under us
+            self.file = None
+            sender.cancel()
+            sender.on_done(False)
+            return False
+        sender.offset += len(piece)
+        sender.remaining -= len(piece)
+        self.pending.append(piece)
+        self.pending_size += len(piece)
+        self.sent += len(piece)
+        if sender.remaining <= 0:
+            self.file = None
+            sender.cancel()  # closes the file
+            sender.on_done(True)  # the exchange finishes: `ending`
+        return True
+
+    def _ended(self) -> None:
+        self.end_sent = True
+        connection = self.connection
+        if not self.remote_ended:
+            # A whole response before the whole request: ask the client to stop sending
+            # (RFC 9113 §8.1), and reopen the connection's window for what we held.
+            connection.h2.reset_stream(self.sid, ErrorCodes.NO_ERROR)
+            self._release()
+        connection.stream_closed(self)
+
+    def _release(self) -> None:
+        if self.held:
+            self.connection.h2.acknowledge_received_data(self.held, self.sid)
+            self.held = 0
+
+    def gone(self, win32: int) -> None:
+        """The stream ended before its response did (reset by either side, or the
+        connection closed): drop the request or abandon its worker stream, and log it."""
+        self.end_sent = True
+        connection = self.connection
+        file = self.file
+        if file is not None:
+            self.file = None
+            file.cancel()
+        ex = self.ex
+        if ex is not None and not ex.done and not ex.abandoned:
+            ex.client_gone()
+            connection.listener.logs.exchange(self, ex, win32)
+        if not connection.closed:
+            self._release()
+            connection.stream_closed(self)
+
+
+def _reason(exc: ProtocolError) -> str:
+    """A short name for what h2 refused (the event's `reason`)."""
+    name = type(exc).__name__
+    return {"DenialOfServiceError": "header-list-too-large",
+            "TooManyStreamsError": "too-many-streams",
+            "FlowControlError": "flow-control"}.get(name, "protocol-error")
+
+
+_PREPARED = http2_core.PreparedHeads()
+
+_HANDLERS: dict[type, Any] = {
+    ev.RequestReceived: Http2Connection._on_request,
+    ev.DataReceived: Http2Connection._on_data,
+    ev.StreamEnded: Http2Connection._on_end,
+    ev.StreamReset: Http2Connection._on_reset,
+    ev.WindowUpdated: Http2Connection._on_window,
+    ev.RemoteSettingsChanged: Http2Connection._on_settings,
+    ev.ConnectionTerminated: Http2Connection._on_goaway,
+}
