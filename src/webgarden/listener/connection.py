@@ -34,6 +34,13 @@ that makes one `Exchange` per stream from the same `RequestHead` and implements 
 `roles.Client` for it, with the stream's own write and flow; a WebSocket upgrade hands the
 connection's bytes to the upgraded exchange. Neither touches routing (`_start`), the pool
 queue, the cache or the logs.
+
+WebSockets (`websocket.py` has the rules): a head that asks for an upgrade is checked in
+`_upgrade` (a bad handshake is refused after routing, so the site's log has it); a good
+one is routed and queued like any request, with the connection's later bytes as its
+body (`tunnel`). It has no timers once its head is in: the worker pings. The exchange
+writes the 101 when the worker accepts, and its END (or the client leaving) ends the
+connection, which logs the WebSocket as one line.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from webgarden.config.model import ServerConfig
-from webgarden.listener import access, dispatch, errors, http1
+from webgarden.listener import access, dispatch, errors, http1, websocket
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http1 import Http1Core, RequestHead
@@ -114,6 +121,8 @@ class HttpConnection(asyncio.Protocol):
         self.chunk_alone = False  # it began at a request boundary
         self.repeat_raw: bytes | None = None
         self.repeat_key: tuple[int, str, bytes, bytes, bytes] | None = None
+        # An upgraded WebSocket's exchange: every byte that comes is its tunnel's.
+        self.tunnel: Exchange | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -156,6 +165,9 @@ class HttpConnection(asyncio.Protocol):
         # Anything else is parsed, and the parser's state (what the access log reads) is no
         # longer the remembered request's: forget it until the next fast-path answer.
         self.repeat_raw = None
+        if self.tunnel is not None:
+            self.tunnel.add_body(data)  # to the worker under its credit; a flood pauses us
+            return
         if self.error_page is not None:
             return
         core = self.core
@@ -199,6 +211,8 @@ class HttpConnection(asyncio.Protocol):
                 return
         ex = Exchange(self, head)
         ex.fast_key = fast_key
+        if head.upgrade:
+            self._upgrade(ex, head)
         self.parsing = ex
         self.deadline = listener.now + listener.idle_timeout
         pipeline = self.pipeline
@@ -217,11 +231,32 @@ class HttpConnection(asyncio.Protocol):
         self.parsing = None
         self.deadline = 0.0
         if ex is not None:
-            ex.body_complete()
+            if ex.websocket is not None:
+                self.tunnel = ex  # no timers from here: the worker pings (worker/websocket.py)
+            else:
+                ex.body_complete()
         elif self.fast_answered:
             self.fast_answered = False
             if not self.pipeline:  # idle again, as after any response
                 self.deadline = self.listener.now + self.listener.idle_timeout
+
+    def on_upgrade(self, data: bytes) -> None:
+        """The bytes after an upgrade's head (the core parses nothing more)."""
+        if self.tunnel is not None and data:
+            self.tunnel.add_body(data)
+
+    def _upgrade(self, ex: Exchange, head: RequestHead) -> None:
+        """A WebSocket upgrade: validated now, refused after routing (so the site logs it)."""
+        settings = self.listener.config.web_server.web_socket
+        if not settings.enabled:
+            return  # served as a plain HTTP request
+        checked = websocket.check_upgrade(head, (
+            settings.receive_buffer_limit, settings.ping_interval, settings.ping_timeout))
+        if isinstance(checked, errors.ErrorPage):
+            ex.refusal = checked
+        elif checked is not None:
+            ex.websocket = checked
+            ex.body_done = False  # the tunnel is its body, open until the client leaves
 
     # -- the pipeline -----------------------------------------------------------------
 

@@ -57,7 +57,11 @@ def start(services: Services, ex: Exchange, port: int, local_address: str) -> No
     ex.query = target.query
     ex.route = route
     ex.url_path = target.path
-    if services.local.answer(ex, route, target.path, ex.path, services.now):
+    if ex.refusal is not None:
+        ex.fail(ex.refusal)  # a malformed WebSocket handshake (listener/websocket.py): 400, 426
+        return
+    if ex.websocket is None and services.local.answer(ex, route, target.path, ex.path,
+                                                      services.now):
         return  # a cache hit or a file: no worker needed
     pool = ex.pool = services.pools[route.pool]
     page = pool.submit(ex)

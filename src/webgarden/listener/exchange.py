@@ -51,6 +51,7 @@ from webgarden.listener.http1 import REQUEST_LINE_EXTRA, UNKNOWN, Body, RequestH
 from webgarden.listener.lifecycle import FINISHED, TABLE, ExchangeEvent, ExchangeState, illegal
 from webgarden.listener.roles import Client, StreamLink
 from webgarden.listener.sendfile import FileSender
+from webgarden.listener.websocket import CLOSE_1011, Upgrade
 
 if TYPE_CHECKING:
     from webgarden.config.model import ApplicationConfig
@@ -100,6 +101,7 @@ class Exchange:
         "query",
         "received",
         "referer",
+        "refusal",
         "remaining",
         "retried",
         "route",
@@ -114,6 +116,7 @@ class Exchange:
         "url_path",
         "user_agent",
         "version",
+        "websocket",
         "win32",
     )
 
@@ -160,6 +163,10 @@ class Exchange:
         self.substatus = 0  # the log's sc-substatus (request filtering's 404.x)
         self.win32 = 0  # the log's sc-win32-status
         self.error: errors.ErrorPage | None = None  # an HTTP.sys error page (HTTPERR)
+        # A WebSocket upgrade (listener/websocket.py): validated, or the page refusing it.
+        # Its "body" is the tunnel: every client byte after the head, until the client goes.
+        self.websocket: Upgrade | None = None
+        self.refusal: errors.ErrorPage | None = None
 
     # -- the state, as the manager and the log read it ---------------------------------
 
@@ -192,6 +199,7 @@ class Exchange:
         if self.expect_continue and not self.body_done and not self.body:
             conn.write(CONTINUE)
             self.expect_continue = False
+        upgrade = self.websocket
         head = messages.RequestHead(
             link.apps[self.app],
             self.method,
@@ -203,8 +211,9 @@ class Exchange:
             self.headers,
             conn.client,
             conn.server,
-            "http",
+            "http" if upgrade is None else "ws",
             REQUEST_WINDOW,
+            *(() if upgrade is None else upgrade.limits),
         )
         no_body = self.body_done and not self.body
         self.end_sent = no_body
@@ -365,6 +374,21 @@ class Exchange:
             )
             self.owed = 0
 
+    def open_tunnel(self, head: bytes, first: bytes, end: int) -> None:
+        """The worker accepted the WebSocket: `head` is the 101 the link made and checked
+        (`websocket.tunnel_head`); from now on the worker's body bytes go out as they are,
+        until its END (the close handshake done) ends the exchange and the connection."""
+        state = self.state
+        if state is not _DISPATCHED:
+            return  # its client left while it waited
+        self.state = TABLE[state][_RESPOND] or illegal(state, _RESPOND)
+        self.status = 101
+        self.body_mode = _UNTIL_CLOSE
+        self.close_after = True
+        self.conn.write(head + first if first else head)
+        if end:
+            self.finish()
+
     # -- H1's: the zero-copy file path ------------------------------------------------
 
     def on_sendfile(self, request: messages.SendFile, fd: int) -> None:
@@ -393,7 +417,13 @@ class Exchange:
     def on_worker_abort(self) -> None:
         """The worker gave up on this stream (app error mid-body, or a bad head)."""
         state = self.state
-        if state is _RESPONDING:
+        if state is _RESPONDING and self.websocket is not None:
+            # An open WebSocket: the worker wrote whole frames, so the client's stream is at
+            # a frame boundary. A close frame 1011 there, then the connection closes.
+            self.conn.write(CLOSE_1011)
+            self.close_after = True
+            self.finish()
+        elif state is _RESPONDING:
             self.conn.httperr(self.status, errors.BAD_GATEWAY.reason, self)
             self.conn.abort()
         elif state is _DISPATCHED or state is _RECEIVED:
@@ -409,7 +439,7 @@ class Exchange:
             and not self.retried
             and not self.sent_body
             and self.method in IDEMPOTENT
-            and self.body_done
+            and (self.body_done or self.websocket is not None)  # a tunnel nobody wrote to
         ):
             self.state = TABLE[self.state][_REQUEUE] or illegal(self.state, _REQUEUE)
             self.retried = True

@@ -34,9 +34,10 @@ Rules:
 Other protocols: an HTTP/2 connection (the `h2` library) is another producer of the same
 `RequestHead` / body / end events, one set per stream, and frames its responses itself
 (no Content-Length vs chunked: DATA frames and END_STREAM); an upgraded WebSocket hands
-its frames to the exchange that upgraded (`HttpParserUpgrade` is where this core will
-give the adapter the bytes after the head). Routing, the queue, the cache and the logs
-see exchanges made from `RequestHead`s, never this module.
+its frames to the exchange that upgraded (on `HttpParserUpgrade` this core gives the
+adapter's `on_upgrade` the bytes after the head; `listener/websocket.py` validates the
+handshake). Routing, the queue, the cache and the logs see exchanges made from
+`RequestHead`s, never this module.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class RequestHead:
     """One parsed request head: what the exchange, the cache's fast path and the log need."""
 
     __slots__ = ("accept_encoding", "began", "expect", "has_body", "headers", "host",
-                 "keep_alive", "method", "plain", "referer", "size", "url", "user_agent",
-                 "version")
+                 "keep_alive", "method", "plain", "referer", "size", "upgrade", "url",
+                 "user_agent", "version")
 
     def __init__(self) -> None:
         self.url = b""
@@ -139,6 +140,7 @@ class RequestHead:
         self.version: str  # "HTTP/1.1" or "HTTP/1.0"
         self.keep_alive: bool  # the request allows the connection to stay open
         self.began: float  # the core's clock when the request's first byte came
+        self.upgrade: bool  # Upgrade and Connection: upgrade (llhttp's should_upgrade)
 
     @property
     def received(self) -> int:
@@ -185,6 +187,8 @@ class Http1Core:
         self._request = sink.on_request
         self.on_body = sink.on_body
         self.on_message_complete = sink.on_request_end
+        # Bytes after an upgrade's head (optional: a sink without it drops them).
+        self._upgrade: Callable[[bytes], None] | None = getattr(sink, "on_upgrade", None)
         self.parser = httptools.HttpRequestParser(self)
 
     def receive_data(self, data: bytes) -> errors.ErrorPage | None:
@@ -200,8 +204,12 @@ class Http1Core:
             self.parser.feed_data(data)
         except Refused as exc:
             return self._fail(exc.page)
-        except httptools.HttpParserUpgrade:
-            pass  # no upgrades yet: the request is answered, then the connection closes
+        except httptools.HttpParserUpgrade as exc:
+            # The head asked for an upgrade and llhttp stops there: what follows it is the
+            # upgraded protocol's (a WebSocket's frames), given to the adapter as they are.
+            # Another upgrade (h2c, ...) is answered as HTTP, then the connection closes.
+            if self._upgrade is not None:
+                self._upgrade(data[exc.args[0]:] if exc.args else b"")
         except httptools.HttpParserCallbackError as exc:
             # httptools wraps what a callback raised; the limit that tripped is its context.
             cause = exc.__context__
@@ -280,7 +288,8 @@ class Http1Core:
         head = self.head
         head.version = version
         head.method = parser.get_method()
-        head.keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        head.upgrade = upgrade = parser.should_upgrade()
+        head.keep_alive = parser.should_keep_alive() and not upgrade
         self._request(head)
 
 

@@ -8,7 +8,8 @@ fate, and this module is where it is decided, once for every path:
   `Exchange.worker_lost`) goes back to the front of the queue; the others get 502, or a
   cut connection if their response had begun. Requests still in the queue are untouched.
 * **A request runs past `executionTimeout`** (checked every `EXECUTION_CHECK_INTERVAL`):
-  504, or a cut connection if its response had begun.
+  504, or a cut connection if its response had begun. Not a WebSocket: it has no
+  execution time, only its worker's pings and, at a drain, `shutdownTimeLimit`.
 * **A pool goes offline**: `PoolQueue.go_offline` answers what waits.
 
 The manager then hears only what concerns processes, through the `WorkerWatch` it hands
@@ -99,8 +100,11 @@ class RequestFate:
             EXECUTION_CHECK_INTERVAL, self._check_late)
         limit = self.execution_timeout
         for link, pid in list(self.links.items()):
+            # A WebSocket is exempt: it lives as long as its client wants (its worker's
+            # pings end a dead one), and a drain gives it shutdownTimeLimit, then 1012.
             late = [(sid, ex) for sid, ex in link.streams.items()
-                    if not (ex.done or ex.abandoned) and ex.conn.listener.now - ex.since > limit]
+                    if not (ex.done or ex.abandoned) and ex.websocket is None
+                    and ex.conn.listener.now - ex.since > limit]
             for sid, ex in late:
                 self._emit("request.timeout", ex, pid, limit=limit)
                 if ex.started:

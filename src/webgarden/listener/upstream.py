@@ -28,6 +28,9 @@ rule and kills and replaces the worker. The other streams in flight are lost as 
 * a frame for a stream this link does not hold (never dispatched, or already ended);
 * a payload that does not decode; a second response head; body before the head or after
   the end; more body than the head's Content-Length;
+* a 101 (`bad-upgrade`) for a request that was not a validated WebSocket upgrade, or
+  naming a subprotocol or an extension its client did not offer, or its own
+  `Sec-WebSocket-Accept`: the tunnel exists only where the listener opened it;
 * a SENDFILE before a head, without a Content-Length, for more than it allows, not ending
   the stream, or whose descriptor does not arrive within `DESCRIPTOR_WAIT`;
 * a descriptor message that is malformed (`ipc.descriptors`), for a stream the link does
@@ -56,6 +59,7 @@ from webgarden.ipc import descriptors, frames, messages
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener.http1 import sound_response_head
 from webgarden.listener.sendfile import check_file
+from webgarden.listener.websocket import tunnel_head
 
 if TYPE_CHECKING:
     from webgarden.listener.exchange import Exchange
@@ -168,6 +172,10 @@ class WorkerLink(asyncio.Protocol):
                     if 0 <= head.content_length < len(head.body):
                         self.violate("body-beyond-length", f"stream {sid}: head", sid)
                         return
+                    if head.status == 101:
+                        if not self._open_tunnel(sid, ex, head, flags & FLAG_END):
+                            return
+                        continue
                     if flags & FLAG_END:
                         ex.on_response_head(head, FLAG_END)
                         self.release(sid)
@@ -206,6 +214,24 @@ class WorkerLink(asyncio.Protocol):
             except (msgspec.DecodeError, struct.error) as exc:
                 self.violate("bad-payload", f"frame type {ftype} on stream {sid}: {exc}", sid)
                 return
+
+    def _open_tunnel(self, sid: int, ex: Exchange, head: messages.ResponseHead, end: int
+                     ) -> bool:
+        """A 101: only for a WebSocket upgrade the listener validated, claiming only what
+        its client offered (`websocket.tunnel_head`). False: a violation."""
+        upgrade = ex.websocket
+        made = ("a 101 for a request that asked for no WebSocket" if upgrade is None
+                else tunnel_head(head.head, upgrade, ex.conn.date_line))
+        if isinstance(made, str):
+            self.violate("bad-upgrade", f"stream {sid}: {made}", sid)
+            return False
+        if end:
+            ex.open_tunnel(made, head.body, end)
+            self.release(sid)
+        else:
+            self._budget[sid] = UNBOUNDED  # a tunnel: frames until the close handshake
+            ex.open_tunnel(made, head.body, 0)
+        return True
 
     def _violate_body(self, sid: int, left: int | None) -> None:
         if left is None:

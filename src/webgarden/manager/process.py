@@ -490,6 +490,11 @@ class WorkerProcess:
             return
         self.transition("drain")
         self.pool.withdraw(self)
+        if self.link is not None and not self.link.closed:
+            # The worker closes its WebSockets (1012) before this limit runs out: a
+            # socket's life is the client's, so only the drain's deadline ends it.
+            limit_ms = min(int(self.pool.config.shutdown_time_limit * 1000), 0xFFFFFFFF)
+            self.link.send_control(FrameType.DRAIN, messages.count_payload(limit_ms))
         self._timers.append(
             self.loop.call_later(self.pool.config.shutdown_time_limit, self._shutdown_expired)
         )

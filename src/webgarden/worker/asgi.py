@@ -31,9 +31,9 @@ Theory of operation:
   dropped and logged. A `send` once the client is gone raises `ClientDisconnected`, an
   OSError, as ASGI 2.4 asks.
 
-WebSockets are not hosted yet. They will be a `websocket` scope over the same stream's body
-frames in both directions after a 101 (a wsproto state machine in the worker): `_SCOPES`
-is where that type plugs in, beside `http`.
+WebSockets: a REQUEST with scheme "ws" (an upgrade the listener validated) is a
+`websocket` scope, served by `worker.websocket` over the same stream's body frames in
+both directions after a 101 (wsproto in the worker).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from webgarden.worker.responses import (
     file_extent,
     shared_cacheable,
 )
+from webgarden.worker.websocket import WEBSOCKET_SCHEMES, Sockets
 
 log = logging.getLogger("webgarden.worker")
 
@@ -71,8 +72,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 #: The scope types this host serves. "websocket" joins "http" here.
-_SCOPES = ("http",)
+_SCOPES = ("http", "websocket")
 EXTENSIONS: dict[str, dict[str, Any]] = {"http.response.pathsend": {}}
+
+
+def tls_extensions(head: Any) -> dict[str, dict[str, Any]]:
+    """`extensions` of an https request: the ASGI TLS extension, with the client's
+    certificate as the listener verified it, and SSL_CLIENT_CERT / SSL_CLIENT_VERIFY as a
+    WSGI app sees them."""
+    cert = head.ssl_client_cert
+    tls = {"server_cert": None, "client_cert_chain": [cert] if cert else [],
+           "client_cert_name": None, "client_cert_error": None, "tls_version": None,
+           "cipher_suite": None,
+           "SSL_CLIENT_CERT": cert or None, "SSL_CLIENT_VERIFY": head.ssl_client_verify}
+    return {**EXTENSIONS, "tls": tls}
 DISCONNECT: Message = {"type": "http.disconnect"}
 #: Bytes read at once when a file cannot go zero-copy (no descriptor socket).
 FILE_READ = 256 * 1024
@@ -122,6 +135,7 @@ class ASGIHost:
         self.requests_served = 0
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._out: list[bytes] = []
+        self.websockets = Sockets(self)  # open WebSockets, closed with 1012 at a drain
 
     # -- frames out: one write per loop turn --------------------------------------------
 
@@ -143,6 +157,11 @@ class ASGIHost:
     # -- frames in (from worker.loop, on this thread) -------------------------------------
 
     def start(self, stream: Stream) -> None:
+        if stream.head.scheme in WEBSOCKET_SCHEMES:
+            task = self.loop.create_task(self._serve_websocket(stream))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
         task = self.loop.create_task(self._serve(stream))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -186,12 +205,19 @@ class ASGIHost:
             "headers": [(name.lower(), value) for name, value in head.headers],
             "client": head.client,
             "server": head.server,
-            "extensions": EXTENSIONS,
+            "extensions": EXTENSIONS if not head.ssl_client_verify else tls_extensions(head),
         }
         state = self.states.get(head.app)
         if state is not None:
             scope["state"] = state.copy()  # shallow: each request its own namespace
         return scope
+
+    async def _serve_websocket(self, stream: Stream) -> None:
+        try:
+            await self.websockets.serve(stream, self.apps[stream.head.app])
+        finally:
+            self._waiters.pop(stream.id, None)
+            self.requests_served += 1
 
     async def _serve(self, stream: Stream) -> None:
         exchange = Exchange(self, stream)

@@ -177,6 +177,8 @@ class LoopWorker:
                 asgi.wake(sid)
             elif ftype == FrameType.PING:
                 asgi.write_frame(FrameType.PONG, 0, payload)
+            elif ftype == FrameType.DRAIN:  # the recycle's deadline: WebSockets get 1012
+                self.asgi.websockets.drain(messages.read_count(payload) / 1000)
             elif ftype == FrameType.STOP:
                 self.stopping = True
                 if not self.done.done():

@@ -48,6 +48,12 @@ log = logging.getLogger("webgarden.worker")
 WSGIApp = Callable[..., Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
+#: The answer to a WebSocket upgrade for a WSGI application (the listener validated it).
+WSGI_NO_WEBSOCKET = (b"This application is a WSGI application: it cannot accept a WebSocket "
+                     b"upgrade. Serve an ASGI application (interface=\"asgi\") for "
+                     b"WebSockets.\n")
+
+
 class FileWrapper:
     """`wsgi.file_wrapper`: iterable over a file-like, and a sendfile hint for the host."""
 
@@ -332,6 +338,11 @@ class WSGIHost:
         server_name, server_port = head.server
         env["SERVER_PORT"] = str(server_port)
         env["wsgi.url_scheme"] = head.scheme
+        if head.ssl_client_verify:  # https: the listener's claims from its handshake
+            env["HTTPS"] = "on"
+            env["SSL_CLIENT_VERIFY"] = head.ssl_client_verify
+            if head.ssl_client_cert:
+                env["SSL_CLIENT_CERT"] = head.ssl_client_cert
         env["wsgi.input"] = Input(self.channel, stream)
         for raw_name, raw_value in head.headers:
             name = raw_name.decode("latin-1").upper().replace("-", "_")
@@ -352,6 +363,12 @@ class WSGIHost:
 
     def handle(self, stream: Stream) -> None:
         response = Response(self.channel, stream, self)
+        if stream.head.scheme in ("ws", "wss"):  # WSGI has no WebSockets: say so, never hang
+            response.start_response("400 Bad Request", [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(WSGI_NO_WEBSOCKET)))])
+            response.send_head(WSGI_NO_WEBSOCKET, end=True)
+            return
         result: Iterable[bytes] | None = None
         try:
             environ = self.environ(stream)
