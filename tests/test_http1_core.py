@@ -332,6 +332,8 @@ class FakeClient:
         self.sent = self.logged = 0
         self.log_addresses = self.log_last = None
         self.failed_request = (b"", b"", b"")
+        self.tls: Any = None
+        self.scheme = "http"
         self.out: list[bytes] = []
         self.done: list[Any] = []
         self.aborted = False

@@ -16,7 +16,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-class TestCA:
+class CertAuthority:
     """A CA in `directory` (ca.pem, ca.key) that signs leaf certificates."""
 
     def __init__(self, directory: Path, name: str = "webgarden test CA") -> None:

@@ -36,6 +36,8 @@ def handler(server: Server) -> Handler:
             return [_worker_row(pool, w) for pool in server.pools.values() for w in pool.workers]
         if verb == "list" and obj == "requests":
             return _requests(server)
+        if verb == "list" and obj == "certs":  # the certificates in service (tls.py)
+            return server.listener.certs.rows()
         if obj == "cache" and verb == "flush":
             site = request.get("name")
             return {"flushed": server.listener.local.cache.flush(site or None)}

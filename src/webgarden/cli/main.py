@@ -215,13 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("action", choices=("flush", "stats"))
     cache.add_argument("--site", default=None, metavar="NAME", help="flush only this site")
     _server_options(cache)
-    for verb, text in (("list", "list apppools, wp (worker processes) or requests (executing "
-                        "and queued)"), ("recycle", "recycle an application pool, overlapped"),
+    for verb, text in (("list", "list apppools, wp (worker processes), requests (executing "
+                        "and queued) or certs (the TLS certificates in service)"),
+                       ("recycle", "recycle an application pool, overlapped"),
                        ("stop", "stop an application pool: its requests get 503"),
                        ("start", "start a stopped application pool")):
         sub = commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
         if verb == "list":
-            sub.add_argument("object", choices=("apppools", "wp", "requests"))
+            sub.add_argument("object", choices=("apppools", "wp", "requests", "certs"))
         else:
             sub.add_argument("object", choices=("apppool",))
             sub.add_argument("name", metavar="NAME")

@@ -40,6 +40,10 @@ class RequestHead(msgspec.Struct, array_like=True, frozen=True):
     ws_max_message: int = 0
     ws_ping_interval: float = 0.0
     ws_ping_timeout: float = 0.0
+    # TLS client certificate (<access sslFlags="SslNegotiateCert">): the listener's own
+    # claims, from the handshake it verified; empty on plain TCP and without a certificate.
+    ssl_client_cert: str = ""  # PEM (SSL_CLIENT_CERT)
+    ssl_client_verify: str = ""  # "SUCCESS" or "NONE" on https (SSL_CLIENT_VERIFY); "" on http
 
 
 class ResponseHead(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):

@@ -51,13 +51,13 @@ from time import monotonic
 from typing import Any, Protocol
 
 from webgarden.config.model import ServerConfig
-from webgarden.listener import access, dispatch, errors, http1, websocket
+from webgarden.listener import access, dispatch, errors, http1, tls, websocket
 from webgarden.listener.access import AccessLogs
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http1 import Http1Core, RequestHead
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
-from webgarden.listener.routing import Router
+from webgarden.listener.routing import Router, host_of
 from webgarden.listener.sendfile import FileSender
 
 #: Parsed requests held per connection before reading pauses.
@@ -123,6 +123,11 @@ class HttpConnection(asyncio.Protocol):
         self.repeat_key: tuple[int, str, bytes, bytes, bytes] | None = None
         # An upgraded WebSocket's exchange: every byte that comes is its tunnel's.
         self.tunnel: Exchange | None = None
+        # TLS (`tls.py`): the handshake's session, the scheme the app sees, and the
+        # Strict-Transport-Security line every answer on this connection carries.
+        self.tls: tls.Session | None = None
+        self.scheme = "http"
+        self.head_extra = b""
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -134,6 +139,19 @@ class HttpConnection(asyncio.Protocol):
         self.server = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         self.listener.connections.add(self)
         self.deadline = self.listener.now + self.listener.header_wait
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._tls_made(ssl_object)
+
+    def _tls_made(self, ssl_object: Any) -> None:
+        """The handshake is done (uvloop calls connection_made after it). The protocol
+        that serves the connection is ALPN's choice, `self.tls.alpn` (HTTP/2: "h2")."""
+        session = self.tls = tls.session_of(ssl_object)
+        self.scheme = "https"
+        site = self.listener.router.site_for(self.server[0], self.port,
+                                             session.server_name or "")
+        if site is not None:
+            self.head_extra = site.hsts_header
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -157,7 +175,7 @@ class HttpConnection(asyncio.Protocol):
             if entry is not None and not listener.draining and self.error_page is None:
                 head = self.core.head  # the remembered request's, as parsed
                 head.began = monotonic()
-                out = b"".join((entry.head, listener.date_line, entry.tail))
+                out = b"".join((entry.head, listener.date_line, self.head_extra, entry.tail))
                 self.transport.write(out)
                 listener.logs.hit(self, head, entry, len(out))
                 self.deadline = listener.now + listener.idle_timeout
@@ -195,12 +213,13 @@ class HttpConnection(asyncio.Protocol):
         listener = self.listener
         fast_key = None
         if (head.plain and not head.has_body and head.version == "HTTP/1.1" and not self.pipeline
+                and (self.tls is None or not tls.misdirected(self.tls, host_of(head.host)))
                 and head.method == b"GET" and head.keep_alive and not listener.draining):
             fast_key = (self.port, self.server[0], head.host, head.url, head.accept_encoding)
             entry = listener.local.fast_hit(fast_key, listener.now)
             if entry is not None:
                 # A response-cache hit seen before: answered here, no exchange needed.
-                data = b"".join((entry.head, listener.date_line, entry.tail))
+                data = b"".join((entry.head, listener.date_line, self.head_extra, entry.tail))
                 self.transport.write(data)
                 self.fast_answered = True
                 listener.logs.hit(self, head, entry, len(data))
@@ -319,14 +338,15 @@ class HttpConnection(asyncio.Protocol):
     def _send_error(self) -> None:
         page = self.error_page or errors.BAD_REQUEST
         self.listener.httperr(self, page)
-        self.write(http1.error_response(page, self.listener.date_line))
+        self.write(http1.error_response(page, self.date_line))
         self.close()
 
     # -- roles.Client: what exchanges, files and logs tell their connection -----------
 
     @property
     def date_line(self) -> bytes:
-        return self.listener.date_line
+        extra = self.head_extra
+        return self.listener.date_line + extra if extra else self.listener.date_line
 
     def observe(self, ex: Exchange, block: bytes, body: bytes) -> None:
         """A worker's whole 200 to a routed GET: the response cache may keep it."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from webgarden.listener import errors
+from webgarden.listener import errors, tls
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
-from webgarden.listener.routing import Router
+from webgarden.listener.routing import Router, host_of
 from webgarden.listener.urls import InvalidURL, split_target
 
 
@@ -46,6 +46,17 @@ def start(services: Services, ex: Exchange, port: int, local_address: str) -> No
     site = services.router.site_for_header(local_address, port, host)
     if site is None:
         ex.fail(errors.INVALID_HOSTNAME)
+        return
+    session = ex.conn.tls
+    if session is None:
+        if site.https_port:  # <hsts redirectHttpToHttps>
+            tls.redirect_to_https(ex, host_of(host), site.https_port)
+            return
+        if services.router.ssl_required:  # <access sslFlags="Ssl">
+            ex.fail(errors.SSL_REQUIRED, httperr=False)
+            return
+    elif session.server_name is not None and tls.misdirected(session, host_of(host)):
+        ex.fail(errors.MISDIRECTED)
         return
     matched = site.match(target.path)
     if matched is None:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from webgarden.ipc import frames, messages
 from webgarden.ipc.flow_control import REQUEST_WINDOW
@@ -71,6 +71,15 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RECEIVED, _DISPATCHED, _RESPONDING, _DONE, _ABANDONED = ExchangeState
 _DISPATCH, _REQUEUE, _RESPOND, _COMPLETE, _CLIENT_GONE = ExchangeEvent
 _NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = Body
+
+
+_PLAIN: Any = {}  # keyword arguments, hence Any: mypy would match them to every field
+
+
+def _client_cert(session: Any) -> Any:
+    """The TLS client certificate fields of a request's head (`tls.Session`)."""
+    return {"ssl_client_cert": session.client_cert or "",
+            "ssl_client_verify": session.client_verify}
 
 
 class Exchange:
@@ -211,9 +220,10 @@ class Exchange:
             self.headers,
             conn.client,
             conn.server,
-            "http" if upgrade is None else "ws",
+            conn.scheme if upgrade is None else "wss" if conn.scheme == "https" else "ws",
             REQUEST_WINDOW,
             *(() if upgrade is None else upgrade.limits),
+            **(_PLAIN if conn.tls is None else _client_cert(conn.tls)),
         )
         no_body = self.body_done and not self.body
         self.end_sent = no_body
@@ -313,7 +323,7 @@ class Exchange:
         self.close_after = not keep
         if mode is _LENGTH:
             self.remaining = length
-        date = conn.listener.date_line
+        date = conn.date_line  # with the connection's own lines (HSTS)
         if not body or mode is _NONE:
             conn.write(b"".join((block, framing, date, b"\r\n")))
         elif mode is _CHUNKED:
@@ -482,7 +492,7 @@ class Exchange:
         self.body_mode = _NONE
         self.remaining = 0
         self.close_after = True
-        self.conn.write(http1.error_response(page, self.conn.listener.date_line, self.version,
+        self.conn.write(http1.error_response(page, self.conn.date_line, self.version,
                                              self.head_only))
         self.finish()
         link = self.link

@@ -40,6 +40,10 @@ class Client(Protocol):
     log_addresses: tuple[bytes, bytes, bytes] | None  # the access log's, kept here
     log_last: tuple[Any, ...] | None  # the access log's: its last line's head
     failed_request: tuple[bytes, bytes, bytes]  # version, method, target of a bad request
+    # TLS: the handshake's `tls.Session` (server name, ALPN, client certificate), None on
+    # plain TCP; `scheme` "https" or "http" (what the app sees).
+    tls: Any
+    scheme: str
 
     @property
     def listener(self) -> Clock: ...
