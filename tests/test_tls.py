@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -314,3 +315,20 @@ def test_central_store_file_names_are_host_names() -> None:
     assert certstore.host_of("_.example.com.pem") == "*.example.com"
     assert certstore.host_of("WWW.Example.COM.PEM") == "www.example.com"
     assert certstore.host_of("notes.txt") is None
+
+
+def test_websockets_work_over_tls(start_server, tmp_path) -> None:
+    from websockets.sync.client import connect
+
+    site = _start(start_server, tmp_path)
+    config = tmp_path / "applicationHost.config"
+    config.write_text(config.read_text().replace("tlsapp:application", "wsapp:app"))
+    mark = len(site.server.events())
+    site.server.signal(signal.SIGHUP)
+    site.server.wait_event(lambda e: e["event"] == "config.applied", after=mark)
+    context = ssl.create_default_context(cafile=str(site.ca.cert))
+    with connect(f"wss://localhost:{site.tls_port}/scope", ssl=context) as ws:
+        scope = json.loads(ws.recv(timeout=30))
+        assert scope["scheme"] == "wss"
+        ws.send("over tls")
+        assert ws.recv(timeout=30) == "over tls"
