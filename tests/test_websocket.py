@@ -264,7 +264,7 @@ def test_a_queued_upgrade_is_served_after_a_worker_crash(start_server) -> None:
                 with connect(ws_url(server, "/echo"), open_timeout=30) as ws:
                     ws.send("pid")
                     queued.append(int(ws.recv()))
-            except Exception as exc:  # noqa: BLE001 - reported below
+            except Exception as exc:  # reported below, in the assertion
                 queued.append(exc)
 
         thread = threading.Thread(target=second)
