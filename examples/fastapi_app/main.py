@@ -1,4 +1,5 @@
-"""A FastAPI application for webgarden: JSON, a streamed response, a file, lifespan state.
+"""A FastAPI application for webgarden: JSON, a streamed response, a file, lifespan state,
+and a WebSocket chat (/chat/{room}).
 
     cd examples/fastapi_app && webgarden run main:app
 
@@ -17,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, StreamingResponse
 
 # Not resolve()d: under a private directory the worker reaches this file by another path.
@@ -70,3 +71,34 @@ async def download() -> FileResponse:
 @app.get("/boom")
 async def boom() -> None:
     raise RuntimeError("this endpoint fails on purpose")
+
+
+# A chat room per name, in this worker process. With several workers (or a recycle), the
+# members of one room may sit in different processes: a real chat shares messages through
+# a broker (Redis pub/sub, Postgres LISTEN), not a dict.
+rooms: dict[str, set[WebSocket]] = {}
+
+
+@app.websocket("/chat/{room}")
+async def chat(websocket: WebSocket, room: str, name: str = "anonymous") -> None:
+    await websocket.accept()
+    members = rooms.setdefault(room, set())
+    members.add(websocket)
+    try:
+        await _tell(members, f"{name} joined")
+        while True:
+            text = await websocket.receive_text()
+            await _tell(members, f"{name}: {text}")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        members.discard(websocket)
+        await _tell(members, f"{name} left")
+
+
+async def _tell(members: set[WebSocket], text: str) -> None:
+    for member in list(members):
+        try:
+            await member.send_text(text)
+        except Exception:  # a member that left meanwhile; its own handler removes it
+            members.discard(member)
