@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -169,12 +170,19 @@ def wait_connectable(proc: Proc, deadline: float) -> None:
 
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    match = re.match(r"http://([^:/]+):(\d+)(/.*)?$", url)
+    """GET `url` (http, or https without verifying the certificate: a readiness check)."""
+    match = re.match(r"(https?)://([^:/]+):(\d+)(/.*)?$", url)
     if not match:
         raise ValueError(f"unsupported url {url!r}")
-    conn = http.client.HTTPConnection(match[1], int(match[2]), timeout=timeout)
+    conn: http.client.HTTPConnection
+    if match[1] == "https":
+        context = ssl._create_unverified_context()
+        conn = http.client.HTTPSConnection(match[2], int(match[3]), timeout=timeout,
+                                           context=context)
+    else:
+        conn = http.client.HTTPConnection(match[2], int(match[3]), timeout=timeout)
     try:
-        conn.request("GET", match[3] or "/")
+        conn.request("GET", match[4] or "/")
         response = conn.getresponse()
         return response.status, response.read()
     finally:
