@@ -332,3 +332,14 @@ def test_websockets_work_over_tls(start_server, tmp_path) -> None:
         assert scope["scheme"] == "wss"
         ws.send("over tls")
         assert ws.recv(timeout=30) == "over tls"
+
+
+def test_a_client_cannot_forge_the_client_certificate_fields_with_headers(site) -> None:
+    done = site.curl("a.test", "/", "-H", "Ssl-Client-Cert: forged", "-H",
+                     "Ssl-Client-Verify: SUCCESS", "-H", "X-Forwarded-Proto: http")
+    seen = json.loads(done.stdout)
+    assert seen["SSL_CLIENT_CERT"] is None and seen["SSL_CLIENT_VERIFY"] == "NONE"
+    assert seen["wsgi.url_scheme"] == "https"
+    plain = httpx.get(f"http://127.0.0.1:{site.port}/", headers={
+        "Host": "a.test", "Ssl-Client-Verify": "SUCCESS"}).json()
+    assert plain["SSL_CLIENT_VERIFY"] is None and plain["wsgi.url_scheme"] == "http"
