@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from webgarden.ipc import descriptors, frames, messages
+from webgarden.ipc.flow_control import CONTROL_SLACK, REQUEST_WINDOW, RESPONSE_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener.upstream import WorkerLink
 
@@ -41,6 +42,7 @@ class Recorder:
         self.sid = 0
         self.calls: list[tuple[str, object]] = []
         self.files: list[int] = []
+        self.credit = 0  # request body the worker may still be sent (as an Exchange's)
 
     def attach(self, link: WorkerLink, sid: int) -> None:
         self.link, self.sid = link, sid
@@ -59,6 +61,7 @@ class Recorder:
         self.calls.append(("abort", None))
 
     def on_credit(self, n: int) -> None:
+        self.credit += n
         self.calls.append(("credit", n))
 
 
@@ -234,3 +237,33 @@ def test_a_bad_descriptor_is_closed_and_its_stream_failed(rig: Rig, tmp_path: Pa
     rig.sendfile(ex.sid, 0, 10)
     assert rig.violations[0][0] == "bad-descriptor" and ex.calls[-1] == ("abort", None)
     assert _open_fds() < before and not ex.files
+
+
+def test_a_worker_that_ignores_credit_breaks_the_link_at_the_end_of_its_window(
+    rig: Rig,
+) -> None:
+    """The listener counts what it credited back: a worker sending on to a client that
+    reads nothing would otherwise grow the listener's memory without bound."""
+    ex = rig.dispatch()
+    rig.head(ex.sid, -1)  # no Content-Length: only the window bounds the body
+    chunk = b"x" * frames.MAX_CHUNK
+    for _ in range(RESPONSE_WINDOW // len(chunk)):
+        rig.frame(FrameType.RESPONSE_BODY, ex.sid, chunk)
+    assert not rig.violations  # the whole window is the worker's to use
+    rig.link.grant(ex.sid, len(chunk))  # the client took one chunk
+    rig.frame(FrameType.RESPONSE_BODY, ex.sid, chunk)
+    assert not rig.violations
+    rig.frame(FrameType.RESPONSE_BODY, ex.sid, b"y" * (CONTROL_SLACK + 1))
+    assert rig.violations[0][0] == "beyond-window" and rig.transport.closed
+    assert ex.calls[-1] == ("abort", None)
+
+
+def test_credit_for_more_request_body_than_the_listener_sent_is_a_violation(rig: Rig) -> None:
+    """Inflated credit would make the listener push a client's upload into a worker that
+    does not read it, buffering it in the listener without bound."""
+    ex = rig.dispatch()
+    ex.credit = REQUEST_WINDOW - 100  # the listener sent 100 bytes of body
+    rig.frame(FrameType.CREDIT, ex.sid, messages.count_payload(100))
+    assert not rig.violations and ex.credit == REQUEST_WINDOW
+    rig.frame(FrameType.CREDIT, ex.sid, messages.count_payload(1))
+    assert rig.violations[0][0] == "credit-beyond-window"

@@ -385,6 +385,11 @@ class FakeLink:
     def send(self, data: bytes) -> None:
         self.frames.append(data)
 
+    def grant(self, sid: int, n: int) -> None:
+        from webgarden.ipc import frames, messages
+
+        self.frames.append(frames.encode(frames.FrameType.CREDIT, sid, messages.count_payload(n)))
+
     def abandon(self, sid: int) -> None:
         self.abandoned.append(sid)
 

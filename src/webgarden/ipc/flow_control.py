@@ -19,3 +19,8 @@ from __future__ import annotations
 REQUEST_WINDOW = 1024 * 1024
 #: Response body bytes in flight from a worker per stream before the worker waits for credit.
 RESPONSE_WINDOW = 1024 * 1024
+#: How far a worker's WebSocket control frames (pong, ping, close: a few bytes each, sent
+#: outside the window) may take a stream's response window below zero. The listener counts
+#: every RESPONSE_BODY byte against the window it granted; past this overdraft the worker
+#: broke the link (`beyond-window`), and an honest worker drops a ping or pong instead.
+CONTROL_SLACK = 16 * 1024

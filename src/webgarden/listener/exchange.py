@@ -349,8 +349,7 @@ class Exchange:
             if state is _DONE and data and self.link is not None:
                 # Past the response's end (its END frame was still to come): dropped, but
                 # credited, so the worker's stream can finish.
-                self.link.send(frames.encode(FrameType.CREDIT, self.sid,
-                                             messages.count_payload(len(data))))
+                self.link.grant(self.sid, len(data))
             return
         conn = self.conn
         n = len(data)
@@ -368,7 +367,7 @@ class Exchange:
             if conn.paused_writing:
                 self.owed += n
             elif self.link is not None:
-                self.link.send(frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(n)))
+                self.link.grant(self.sid, n)
         if end:
             if self.body_mode is _CHUNKED:
                 conn.write(b"0\r\n\r\n")
@@ -379,9 +378,7 @@ class Exchange:
     def pay_credit(self) -> None:
         """The client's transport drained: give the worker back what it was owed."""
         if self.owed and self.link is not None and self.state is _RESPONDING:
-            self.link.send(
-                frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(self.owed))
-            )
+            self.link.grant(self.sid, self.owed)
             self.owed = 0
 
     def open_tunnel(self, head: bytes, first: bytes, end: int) -> None:
@@ -469,8 +466,7 @@ class Exchange:
             self.close_after = True  # the worker ended short of its Content-Length
         if self.owed and self.link is not None:
             # Held back while the client was slow; its stream may still be ending.
-            self.link.send(
-                frames.encode(FrameType.CREDIT, self.sid, messages.count_payload(self.owed)))
+            self.link.grant(self.sid, self.owed)
             self.owed = 0
         self.conn.exchange_done(self)
 

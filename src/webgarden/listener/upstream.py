@@ -31,6 +31,10 @@ rule and kills and replaces the worker. The other streams in flight are lost as 
 * a 101 (`bad-upgrade`) for a request that was not a validated WebSocket upgrade, or
   naming a subprotocol or an extension its client did not offer, or its own
   `Sec-WebSocket-Accept`: the tunnel exists only where the listener opened it;
+* RESPONSE_BODY beyond the stream's response window (`beyond-window`): the listener
+  counts what it credited back (`grant`), so a worker that ignores CREDIT cannot grow the
+  listener's buffers for a client that does not read; CREDIT for more request body than
+  the listener sent (`credit-beyond-window`), which would let it do the same upstream;
 * a SENDFILE before a head, without a Content-Length, for more than it allows, not ending
   the stream, or whose descriptor does not arrive within `DESCRIPTOR_WAIT`;
 * a descriptor message that is malformed (`ipc.descriptors`), for a stream the link does
@@ -56,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from webgarden.ipc import descriptors, frames, messages
+from webgarden.ipc.flow_control import CONTROL_SLACK, REQUEST_WINDOW, RESPONSE_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener.http1 import sound_response_head
 from webgarden.listener.sendfile import check_file
@@ -106,6 +111,7 @@ class WorkerLink(asyncio.Protocol):
         self.closed = False
         self.violation: str | None = None  # the rule broken, once one is
         self._budget: dict[int, int] = {}  # sid -> body budget, once its head is in
+        self._window: dict[int, int] = {}  # sid -> response body bytes it may still send
         self._fd_sock: socket.socket | None = None
         self._fds: dict[int, int] = {}  # sid -> a descriptor waiting for its SENDFILE
         self._files: dict[int, tuple[messages.SendFile, asyncio.TimerHandle]] = {}
@@ -133,6 +139,7 @@ class WorkerLink(asyncio.Protocol):
         lost = list(self.streams.values())
         self.streams.clear()
         self._budget.clear()
+        self._window.clear()
         self.on_lost(self, lost)
 
     def data_received(self, data: bytes) -> None:
@@ -145,6 +152,7 @@ class WorkerLink(asyncio.Protocol):
             return
         streams = self.streams
         budget = self._budget
+        window = self._window
         for ftype, flags, sid, payload in received:
             ex = streams.get(sid)
             if ex is None:
@@ -190,6 +198,12 @@ class WorkerLink(asyncio.Protocol):
                             self._violate_body(sid, left)
                             return
                         budget[sid] = left - len(payload)
+                    room = window[sid] - len(payload)
+                    if room < -CONTROL_SLACK:
+                        self.violate("beyond-window", f"stream {sid}: {len(payload)} bytes of "
+                                     f"body with {window[sid]} left of its window", sid)
+                        return
+                    window[sid] = room
                     ex.on_response_body(payload, flags & FLAG_END)
                     if flags & FLAG_END:
                         self.release(sid)
@@ -197,7 +211,12 @@ class WorkerLink(asyncio.Protocol):
                     if budget.get(sid) == ENDED:
                         self.violate("frame-after-end", f"CREDIT on stream {sid}", sid)
                         return
-                    ex.on_credit(messages.read_count(payload))
+                    n = messages.read_count(payload)
+                    if n > REQUEST_WINDOW - ex.credit:  # more than the listener sent it
+                        self.violate("credit-beyond-window",
+                                     f"CREDIT of {n} on stream {sid}, {ex.credit} unspent", sid)
+                        return
+                    ex.on_credit(n)
                 elif ftype == FrameType.SENDFILE:
                     if not self._on_sendfile(sid, ex, flags, payload):
                         return
@@ -373,6 +392,7 @@ class WorkerLink(asyncio.Protocol):
         self.capacity = 0  # nothing more is dispatched here
         ex = self.streams.pop(sid, None) if sid else None
         self._budget.pop(sid, None)
+        self._window.pop(sid, None)
         self._drop_pending(sid)
         if ex is not None:
             ex.link = None
@@ -392,16 +412,25 @@ class WorkerLink(asyncio.Protocol):
         while sid in streams:  # ids wrap after 2**32 - 2 requests; skip one still in flight
             self._next_id = sid = (sid % 0xFFFFFFFE) + 1
         streams[sid] = ex
+        self._window[sid] = RESPONSE_WINDOW
         ex.attach(self, sid)
 
     def release(self, sid: int) -> None:
         if self.streams.pop(sid, None) is not None:
             if self._budget:
                 self._budget.pop(sid, None)
+            self._window.pop(sid, None)
             if self._fds or self._files:
                 self._drop_pending(sid)
             self.served += 1
             self.on_free(self)
+
+    def grant(self, sid: int, n: int) -> None:
+        """Credit `n` response body bytes back to stream `sid` (the client took them): the
+        worker may send that many more, and the link counts it (`beyond-window`)."""
+        if sid in self._window:
+            self._window[sid] += n
+        self.send(frames.encode(FrameType.CREDIT, sid, messages.count_payload(n)))
 
     def abandon(self, sid: int) -> None:
         """The client is gone: tell the worker; the stream stays counted until it ends."""

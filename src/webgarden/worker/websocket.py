@@ -58,6 +58,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from webgarden.ipc import frames, messages
+from webgarden.ipc.flow_control import CONTROL_SLACK
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
 from webgarden.worker.channel import Channel, Stream
 from webgarden.worker.responses import ClientDisconnected, check_head
@@ -317,6 +318,8 @@ class Socket:
         """Whole frames out now (control frames skip the window: a few bytes each)."""
         if self.phase is Phase.ENDED or not data:
             return
+        if self.stream.send_window - len(data) < -CONTROL_SLACK:
+            return  # a client that reads nothing gets no more pongs: the listener counts them
         self.stream.send_window -= len(data)
         self.host.write(frames.encode_header(FrameType.RESPONSE_BODY, self.stream.id,
                                              len(data)) + data)
