@@ -123,7 +123,7 @@ def test_httpx_speaks_https_to_it(site) -> None:
 
 
 def test_a_host_other_than_the_connection_s_sni_name_gets_421(site) -> None:
-    done = site.curl("a.test", "/x", "-i", "-H", "Host: b.test")
+    done = site.curl("a.test", "/x", "-i", "--http1.1", "-H", "Host: b.test")
     assert done.stdout.startswith("HTTP/1.1 421 Misdirected Request"), done.stdout
     site.server.wait_event(lambda e: e["event"] == "httperr" and e["status"] == 421)
     assert site.curl("a.test", "/x", "-H", "Host: A.TEST").returncode == 0  # any case
@@ -202,8 +202,11 @@ def test_a_certificate_that_expires_within_14_days_is_announced_and_listed(site)
 def test_hsts_on_https_answers_and_plain_http_redirected(start_server, tmp_path) -> None:
     site = _start(start_server, tmp_path, hsts='<hsts enabled="true" max-age="31536000" '
                   'includeSubDomains="true" redirectHttpToHttps="true" />')
-    done = site.curl("a.test", "/x", "-i")
+    done = site.curl("a.test", "/x", "-i", "--http1.1")
     assert "Strict-Transport-Security: max-age=31536000; includeSubDomains\n" in done.stdout
+    done = site.curl("a.test", "/x", "-i", "--http2")  # ALPN h2: the same field, lower case
+    assert done.stdout.startswith("HTTP/2 200")
+    assert "strict-transport-security: max-age=31536000; includeSubDomains\n" in done.stdout
     response = httpx.get(f"http://127.0.0.1:{site.port}/p?q=1", headers={"Host": "a.test"})
     assert response.status_code == 301
     assert response.headers["location"] == f"https://a.test:{site.tls_port}/p?q=1"

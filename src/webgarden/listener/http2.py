@@ -52,10 +52,11 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
-from webgarden.listener import access, dispatch, http2_core
+from webgarden.listener import access, dispatch, http2_core, tls
 from webgarden.listener.connection import ListenerServices
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http1 import Body, RequestHead
+from webgarden.listener.routing import host_of
 from webgarden.listener.sendfile import FileSender
 
 #: A stream's receive window: request body held per stream (HTTP/1.1 holds up to 1 MiB
@@ -104,8 +105,10 @@ class Http2Connection(asyncio.Protocol):
         self.failed_request = (b"HTTP/2", b"", b"")
         # TLS: the handshake's session (`tls.Session`: ALPN chose "h2"), set by whoever
         # made the connection (`negotiate.py`); None on h2c. The scheme the app sees.
-        self.tls: Any = None
+        self.tls: tls.Session | None = None
         self.scheme = "http"
+        self.head_extra = b""  # <hsts>: the Strict-Transport-Security line (https)
+        self.extra_headers: list[tuple[bytes, bytes]] = []  # the same, as h2 headers
         self.log_addresses: tuple[bytes, bytes, bytes] | None = None
         self.log_last: tuple[Any, ...] | None = None
         self.paused = False  # the socket's buffer is full
@@ -185,6 +188,12 @@ class Http2Connection(asyncio.Protocol):
 
     # -- h2's events --------------------------------------------------------------------
 
+    def secure(self, session: tls.Session, head_extra: bytes) -> None:
+        """Made over TLS (ALPN chose "h2"): the handshake's session, the HSTS line."""
+        self.tls, self.scheme, self.head_extra = session, "https", head_extra
+        if head_extra:
+            self.extra_headers = http2_core.response_headers(b"HTTP/1.1 200 \r\n" + head_extra)[1:]
+
     def _on_request(self, event: ev.RequestReceived) -> None:
         sid = event.stream_id
         listener = self.listener
@@ -195,6 +204,7 @@ class Http2Connection(asyncio.Protocol):
         self.deadline = 0.0
         fast_key = None
         if (page is None and head.plain and not head.has_body and head.method == b"GET"
+                and (self.tls is None or not tls.misdirected(self.tls, host_of(head.host)))
                 and not listener.draining):
             fast_key = (self.port, self.server[0], head.host, head.url, head.accept_encoding)
             entry = listener.local.fast_hit(fast_key, listener.now)
@@ -377,8 +387,8 @@ class H2Stream:
         self.server = connection.server
         self.transport = connection.transport
         self.failed_request = connection.failed_request
-        self.tls = connection.tls
-        self.scheme = connection.scheme
+        self.tls: tls.Session | None = connection.tls
+        self.scheme: str = connection.scheme
         self.log_addresses = connection.log_addresses
         self.log_last = connection.log_last
         self.ex: Exchange | None = None
@@ -401,7 +411,9 @@ class H2Stream:
 
     @property
     def date_line(self) -> bytes:
-        return self.connection.listener.date_line
+        extra = self.connection.head_extra
+        line = self.connection.listener.date_line
+        return line + extra if extra else line
 
     # -- the request side --------------------------------------------------------------
 
@@ -417,12 +429,13 @@ class H2Stream:
     def answer_cached(self, head: RequestHead, entry: Any) -> None:
         """A response-cache hit on the fast path (no exchange): HEADERS and DATA at once."""
         connection = self.connection
-        self.head = [*connection.prepared.get(entry.head), (b"date", connection.date()[1])]
+        self.head = [*connection.prepared.get(entry.head), (b"date", connection.date()[1]),
+                     *connection.extra_headers]
         body = entry.tail[2:]  # the tail is the empty line, then the body
         if body:
             self.pending.append(body)
             self.pending_size = len(body)
-        self.sent = len(entry.head) + len(connection.listener.date_line) + len(entry.tail)
+        self.sent = len(entry.head) + len(self.date_line) + len(entry.tail)
         self.ending = True
         connection.listener.logs.hit(self, head, entry, self.sent, "HTTP/2")
         connection.schedule(self)
@@ -438,8 +451,9 @@ class H2Stream:
             end = data.find(b"\r\n\r\n") + 2
             block, data = data[:end], data[end + 2:]
             date_line, date = self.connection.date()
-            if block.endswith(date_line):
-                block = block[:-len(date_line)]
+            at = block.find(date_line)  # the line changes each second: not in the key
+            if at >= 0:
+                block = block[:at] + block[at + len(date_line):]
             self.head = [*self.connection.prepared.get(block), (b"date", date)]
         if data:
             self.pending.append(data)

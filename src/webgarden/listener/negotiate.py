@@ -6,8 +6,9 @@
   already exists and is registered, so its header-wait timer closes a silent client.
   (`Upgrade: h2c` is not offered: no browser uses it, and curl and h2load speak prior
   knowledge.)
-* TLS: ALPN decides in `connection_made` (the handshake is over by then), once
-  `tls.ALPN_PROTOCOLS` offers "h2"; see `Chooser.connection_made`.
+* TLS: ALPN decides in `connection_made` (uvloop calls it once the handshake is over):
+  "h2" (`tls.ALPN_PROTOCOLS` offers it first, as HTTP.sys enables HTTP/2 on TLS by
+  default) is HTTP/2, anything else (or no ALPN) HTTP/1.1.
 * Otherwise (the default) the factory makes the HTTP/1.1 connection directly: nothing
   is added to its path.
 """
@@ -22,16 +23,17 @@ from webgarden.listener.http2 import Http2Connection
 from webgarden.listener.http2_core import PREFACE
 
 
-def connection(listener: ListenerServices, port: int) -> asyncio.Protocol:
-    """The protocol factory of a listening socket (`port`: the binding's configured one)."""
-    if listener.config.limits.http2_cleartext:
+def connection(listener: ListenerServices, port: int, secure: bool = False) -> asyncio.Protocol:
+    """The protocol factory of a listening socket (`port`: the binding's configured one;
+    `secure`: its connections are TLS)."""
+    if secure or listener.config.limits.http2_cleartext:
         return Chooser(listener, port)
     return HttpConnection(listener, port)
 
 
 class Chooser(asyncio.Protocol):
-    """Reads a connection's first bytes, then hands the transport to the protocol they
-    name (`transport.set_protocol`), with those bytes."""
+    """Hands the transport to the protocol ALPN chose (TLS) or the first bytes name
+    (h2c), with those bytes (`transport.set_protocol`)."""
 
     def __init__(self, listener: ListenerServices, port: int) -> None:
         self.listener = listener
@@ -42,7 +44,15 @@ class Chooser(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self.http1.connection_made(transport)  # its timers run while we wait
+        http1 = self.http1
+        http1.connection_made(transport)  # registered, its timers run; TLS: its session
+        session = http1.tls
+        if session is None:
+            return  # cleartext: the first bytes decide
+        if session.alpn == "h2":
+            self._http2(b"").secure(session, http1.head_extra)
+        else:
+            transport.set_protocol(http1)
 
     def data_received(self, data: bytes) -> None:
         buffered = self.buffer + data
@@ -54,11 +64,16 @@ class Chooser(asyncio.Protocol):
         if n < len(PREFACE):
             self.buffer = buffered  # a preface cut by a read: at most 23 bytes wait
             return
+        self._http2(buffered)
+
+    def _http2(self, data: bytes) -> Http2Connection:
         self.listener.connections.discard(self.http1)
         http2 = Http2Connection(self.listener, self.port)
         self.transport.set_protocol(http2)
         http2.connection_made(self.transport)
-        http2.data_received(buffered)
+        if data:
+            http2.data_received(data)
+        return http2
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.http1.connection_lost(exc)  # closed before its first bytes decided

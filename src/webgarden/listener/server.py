@@ -122,7 +122,8 @@ class Listener:
             if key not in self.servers:
                 endpoint = self._endpoint(key)
                 self.servers[key] = await self.loop.create_server(
-                    functools.partial(negotiate.connection, self, key[1]), sock=sock,
+                    functools.partial(negotiate.connection, self, key[1], endpoint is not None),
+                    sock=sock,
                     backlog=LISTEN_BACKLOG, ssl=endpoint.context if endpoint else None,
                 )
 

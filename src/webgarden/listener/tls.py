@@ -22,7 +22,7 @@ Theory of operation:
   are counted and the count written once the window ends (no log flood).
 * ALPN: `ALPN_PROTOCOLS` is the one list every context advertises. The connection reads
   `ssl_object.selected_alpn_protocol()` in `connection_made` (`Session.alpn`) to pick the
-  protocol that serves it; HTTP/2 adds "h2" here and its branch there.
+  protocol that serves it (`negotiate.Chooser`: "h2" is HTTP/2).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ INTERMEDIATE_CIPHERS = ":".join((
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ))
-#: Protocols offered by ALPN, most preferred first (HTTP/2 adds "h2" in front).
-ALPN_PROTOCOLS: tuple[str, ...] = ("http/1.1",)
+#: Protocols offered by ALPN, most preferred first: HTTP/2 (`http2.py`), as HTTP.sys
+#: enables it on TLS by default, then HTTP/1.1.
+ALPN_PROTOCOLS: tuple[str, ...] = ("h2", "http/1.1")
 #: Handshake failures written to the event log per window, at most; then only counted.
 FAILURE_EVENTS = 20
 FAILURE_WINDOW = 60.0
