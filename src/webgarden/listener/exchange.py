@@ -44,7 +44,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from webgarden.ipc import frames, messages
-from webgarden.ipc.flow_control import REQUEST_WINDOW
+from webgarden.ipc.flow_control import REQUEST_WINDOW, RESPONSE_WINDOW
 from webgarden.ipc.frames import FLAG_END, FrameType
 from webgarden.listener import errors, http1
 from webgarden.listener.http1 import REQUEST_LINE_EXTRA, UNKNOWN, Body, RequestHead
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from webgarden.listener.pool_queue import PoolQueue
     from webgarden.listener.routing import Route
 
+#: Response bytes of a WebSocket tunnel written before they are credited in one frame.
+TUNNEL_CREDIT_BATCH = RESPONSE_WINDOW // 4
 #: Request body bytes buffered in the listener before it stops reading from the client.
 BODY_BUFFER_LIMIT = 1024 * 1024
 
@@ -366,6 +368,12 @@ class Exchange:
                 conn.write(data)
             if conn.paused_writing:
                 self.owed += n
+            elif self.websocket is not None:
+                # A tunnel: many small frames, credited in batches (a frame per message
+                # would double the link's traffic); a quarter window never stalls it.
+                self.owed += n
+                if self.owed >= TUNNEL_CREDIT_BATCH:
+                    self.pay_credit()
             elif self.link is not None:
                 self.link.grant(self.sid, n)
         if end:

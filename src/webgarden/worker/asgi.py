@@ -135,6 +135,7 @@ class ASGIHost:
         self.requests_served = 0
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._out: list[bytes] = []
+        self.feeders: dict[int, Callable[[], None]] = {}  # open WebSockets, by stream
         self.websockets = Sockets(self)  # open WebSockets, closed with 1012 at a drain
 
     # -- frames out: one write per loop turn --------------------------------------------
@@ -168,6 +169,10 @@ class ASGIHost:
 
     def wake(self, sid: int) -> None:
         """Something arrived for stream `sid` (body, credit, FILE_DONE, ABORT)."""
+        if self.feeders:
+            feeder = self.feeders.get(sid)
+            if feeder is not None:
+                feeder()  # an open WebSocket takes its bytes now (worker.websocket)
         waiters = self._waiters.pop(sid, None)
         if waiters:
             for waiter in waiters:
@@ -176,7 +181,7 @@ class ASGIHost:
 
     def wake_all(self) -> None:
         """The link closed: every waiter looks again (and finds the channel closed)."""
-        for sid in list(self._waiters):
+        for sid in [*self._waiters, *self.feeders]:
             self.wake(sid)
 
     async def wait(self, stream: Stream) -> None:

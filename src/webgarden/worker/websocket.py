@@ -13,11 +13,13 @@ Theory of operation:
   listener adds `Upgrade`, `Connection` and `Sec-WebSocket-Accept`, and checks both
   against what the client offered); `websocket.close` before that is a 403 (the ASGI
   spec), and so is an app that returns without accepting.
-* After the accept a reader task (`_pump`) feeds the client's bytes to wsproto and returns
-  them to the listener as CREDIT. It stops taking bytes while the messages the app has not
+* After the accept, the client's bytes are fed to wsproto as they arrive (`feed`, called
+  by the host's `wake` on the loop, without a task switch) and returned to the listener as
+  CREDIT, batched by `CREDIT_BATCH`. Feeding stops while the messages the app has not
   received yet hold `max_message` bytes, so a client that floods a slow app is paused by
-  the listener's credit, never buffered without bound. A message longer than the limit
-  (`<webSocket receiveBufferLimit>`, 16 MiB by default) closes with 1009.
+  the listener's credit, never buffered without bound; the app's `receive` resumes it. A
+  message longer than the limit (`<webSocket receiveBufferLimit>`, 16 MiB by default)
+  closes with 1009.
 * Every RESPONSE_BODY frame carries whole WebSocket frames (messages are fragmented at
   `MAX_CHUNK`), and is sent only once the stream's send window holds it: the listener is
   at a frame boundary after each (it adds a 1011 close frame there if this worker dies),
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from enum import Enum
@@ -58,7 +61,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from webgarden.ipc import frames, messages
-from webgarden.ipc.flow_control import CONTROL_SLACK
+from webgarden.ipc.flow_control import CONTROL_SLACK, REQUEST_WINDOW
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
 from webgarden.worker.channel import Channel, Stream
 from webgarden.worker.responses import ClientDisconnected, check_head
@@ -78,6 +81,9 @@ CLOSE_WAIT = 5.0
 #: Seconds before the drain's deadline (shutdownTimeLimit) at which sockets get 1012: the
 #: close handshake must fit before the manager kills the worker. At most a quarter of it.
 DRAIN_MARGIN = 1.0
+#: Request-body bytes consumed before they are credited back in one CREDIT frame: a frame per
+#: message would double the link's traffic, and a quarter window never stalls the client.
+CREDIT_BATCH = REQUEST_WINDOW // 4
 #: Close codes (RFC 6455 §7.4.1).
 NORMAL, GOING_AWAY, TOO_BIG, INTERNAL, RESTART, ABNORMAL = 1000, 1001, 1009, 1011, 1012, 1006
 #: Headers of an accept that are the server's, not the app's: the listener's, or negotiated.
@@ -92,6 +98,7 @@ class Host(Protocol):
     loop: asyncio.AbstractEventLoop
     channel: Channel
     states: dict[int, dict[str, Any]]
+    feeders: dict[int, Callable[[], None]]  # sid -> called by wake(sid), on the loop
 
     def write(self, data: bytes) -> None: ...
 
@@ -184,7 +191,7 @@ class Sockets:
 
 
 class Socket:
-    """One WebSocket: the app's `receive` and `send`, wsproto, the pump and the timers."""
+    """One WebSocket: the app's `receive` and `send`, wsproto, and the timers."""
 
     def __init__(self, host: Host, stream: Stream, sockets: Sockets) -> None:
         self.host = host
@@ -200,12 +207,13 @@ class Socket:
         self.inbox: collections.deque[AsgiMessage] = collections.deque()
         self.inbox_bytes = 0
         self.arrived = asyncio.Event()  # inbox has something, or the socket closed
-        self.room = asyncio.Event()  # inbox fell below its bound
         self.parts: list[Any] = []  # the message being received (str or bytes pieces)
         self.part_bytes = 0
         self.close_code: int | None = None  # what the app's websocket.disconnect says
         self.close_reason = ""
-        self.pump: asyncio.Task[None] | None = None
+        self.feeding = False  # in feed() (wake may come back to it from inside)
+        self.unacked = 0  # body bytes consumed and not credited yet
+        self.ended = asyncio.Event()  # the stream's end went out
         self.timers: list[asyncio.TimerHandle] = []
         self.pong_due = 0.0
 
@@ -228,8 +236,8 @@ class Socket:
                 await self.arrived.wait()
         message = self.inbox.popleft()
         self.inbox_bytes -= len(message.get("bytes") or message.get("text") or "")
-        if self.inbox_bytes < self.max_message:
-            self.room.set()
+        if self.stream.chunks and self.inbox_bytes < self.max_message:
+            self.feed()  # it stopped at the bound: room again
         return message
 
     # -- send -----------------------------------------------------------------------------
@@ -279,7 +287,8 @@ class Socket:
         self.phase = Phase.OPEN
         self.host.write_frame(FrameType.RESPONSE, self.stream.id, messages.encoder.encode(
             messages.ResponseHead(status, block)))
-        self.pump = self.host.loop.create_task(self._pump())
+        self.host.feeders[self.stream.id] = self.feed
+        self.feed()  # bytes that came with the handshake, if any
         if self.ping_interval > 0:
             self._every(self.ping_interval, self._ping)
 
@@ -326,26 +335,30 @@ class Socket:
 
     # -- the client's bytes ---------------------------------------------------------------
 
-    async def _pump(self) -> None:
+    def feed(self) -> None:
+        """Feed what came to wsproto, up to the inbox's bound; credit what was consumed."""
+        if self.feeding or self.ws is None or self.phase is Phase.ENDED:
+            return
         stream, host = self.stream, self.host
+        if stream.aborted or host.channel.closed:
+            self._gone()
+            return
         ws = self.ws
-        assert ws is not None
-        while self.phase is Phase.OPEN or self.phase is Phase.CLOSING:
-            if stream.aborted or host.channel.closed:
-                self._gone()
-                return
-            if self.inbox_bytes >= self.max_message:
-                self.room.clear()
-                await self.room.wait()
-                continue
-            if not stream.chunks:
-                await host.wait(stream)
-                continue
-            chunk = stream.chunks.popleft()
-            host.write_frame(FrameType.CREDIT, stream.id, messages.count_payload(len(chunk)))
-            ws.receive_data(chunk)
-            for event in ws.events():
-                self._on_event(event)
+        chunks = stream.chunks
+        self.feeding = True
+        try:
+            while chunks and self.inbox_bytes < self.max_message and not stream.ended:
+                chunk = chunks.popleft()
+                self.unacked += len(chunk)
+                ws.receive_data(chunk)
+                for event in ws.events():
+                    self._on_event(event)
+            if self.unacked >= CREDIT_BATCH and not stream.ended:
+                host.write_frame(FrameType.CREDIT, stream.id,
+                                 messages.count_payload(self.unacked))
+                self.unacked = 0
+        finally:
+            self.feeding = False
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TextMessage | BytesMessage):
@@ -394,8 +407,7 @@ class Socket:
         self.stream.ended = True  # the listener holds nothing more to hear: ABORT answers
         self.host.write_frame(FrameType.ABORT, self.stream.id,
                               messages.encoder.encode(messages.Abort("client gone")), FLAG_END)
-        self.arrived.set()
-        self._cancel_timers()
+        self._ended()
 
     # -- closing --------------------------------------------------------------------------
 
@@ -428,9 +440,13 @@ class Socket:
         self.host.write_frame(FrameType.RESPONSE_BODY, self.stream.id, b"", FLAG_END)
         if self.close_code is None:
             self.close_code = NORMAL
+        self._ended()
+        self.host.wake(self.stream.id)  # a send waiting for credit gives up
+
+    def _ended(self) -> None:
+        self.host.feeders.pop(self.stream.id, None)
         self.arrived.set()
-        self.room.set()
-        self.host.wake(self.stream.id)
+        self.ended.set()
         self._cancel_timers()
 
     # -- keep-alive -----------------------------------------------------------------------
@@ -484,12 +500,12 @@ class Socket:
 
     async def finish(self) -> None:
         """After the app: wait for the close handshake (bounded), then end the stream."""
-        if self.phase is Phase.CLOSING and self.pump is not None:
-            await asyncio.wait({self.pump}, timeout=CLOSE_WAIT)
+        if self.phase is Phase.CLOSING:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), CLOSE_WAIT)
         if self.phase is Phase.OPEN or self.phase is Phase.CLOSING:
             self._end()
-        if self.pump is not None and not self.pump.done():
-            self.pump.cancel()
+        self.host.feeders.pop(self.stream.id, None)
         self._cancel_timers()
         if not self.stream.ended:  # never accepted nor refused: the stream still ends
             self._refuse()
