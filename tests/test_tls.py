@@ -24,6 +24,7 @@ CONFIG = """<?xml version="1.0" encoding="utf-8"?>
 <configuration>
   <system.applicationHost>
     <centralCertProvider enabled="true" physicalPath="{store}" />
+    {limits}
     <applicationPools><add name="P" threads="4" startMode="AlwaysRunning" /></applicationPools>
     <sites>
       <site name="secure" id="1">
@@ -80,7 +81,7 @@ class Site:
 
 
 def _start(start_server, tmp_path: Path, *, hsts: str = "", access: str = "",
-           app: str = "application") -> Site:
+           app: str = "application", limits: str = "") -> Site:
     ca = CertAuthority(tmp_path / "ca")
     store = tmp_path / "store"
     store.mkdir()
@@ -92,7 +93,8 @@ def _start(start_server, tmp_path: Path, *, hsts: str = "", access: str = "",
     tls_port, port = free_port(), free_port()
     config = tmp_path / "applicationHost.config"
     config.write_text(CONFIG.format(store=store, tls_port=tls_port, port=port, hsts=hsts,
-                                    access=access.format(ca=ca.cert), app=app))
+                                    access=access.format(ca=ca.cert), app=app,
+                                    limits=limits))
     server = start_server("serve", "-c", str(config))
     return Site(server, tmp_path, ca, store, tls_port, port)
 
@@ -346,3 +348,18 @@ def test_a_client_cannot_forge_the_client_certificate_fields_with_headers(site) 
     plain = httpx.get(f"http://127.0.0.1:{site.port}/", headers={
         "Host": "a.test", "Ssl-Client-Verify": "SUCCESS"}).json()
     assert plain["SSL_CLIENT_VERIFY"] is None and plain["wsgi.url_scheme"] == "http"
+
+
+def test_tls_1_2_is_the_default_minimum_and_the_minimum_is_a_setting(start_server,
+                                                                     tmp_path) -> None:
+    site = _start(start_server, tmp_path)
+    assert site.curl("a.test", "/", "--tls-max", "1.2").returncode == 0
+    assert site.curl("a.test", "/", "--tls-max", "1.1").returncode != 0  # no TLS 1.1
+    config = tmp_path / "applicationHost.config"
+    config.write_text(config.read_text().replace(
+        '<applicationPools>', '<webLimits minTlsVersion="1.3" /><applicationPools>', 1))
+    mark = len(site.server.events())
+    site.server.signal(signal.SIGHUP)
+    site.server.wait_event(lambda e: e["event"] == "config.applied", after=mark)
+    assert site.curl("a.test", "/", "--tls-max", "1.2").returncode != 0  # applied on reload
+    assert site.curl("a.test", "/").returncode == 0

@@ -306,7 +306,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = adjust(config)
 
     def banner(server: Server) -> str:
-        addresses = ", ".join(f"http://{h}:{p}/" for h, p in server.listener.addresses())
+        addresses = ", ".join(server.listener.urls())
         return (
             f"webgarden {__version__}: serving {args.config}: {len(config.sites)} site(s), "
             f"{len(config.pools)} pool(s) on {addresses}; SIGHUP reloads, Ctrl-C stops"

@@ -178,20 +178,23 @@ class Listener:
         await self.serve()
 
     def _switch_certs(self, config: ServerConfig) -> None:
-        """The certificates `prepare` loaded serve the next handshakes; an address's
-        bindings follow the new configuration (its TLS settings are kept until it is
-        removed: an open socket keeps its context)."""
+        """The certificates `prepare` loaded serve the next handshakes, with the new
+        configuration's bindings and TLS settings (`Endpoint.configure`)."""
         if self.cert_watch is not None:
             self.cert_watch.close()
         self.certs = self._next_certs or CertStore(config, self.emit)
         self._next_certs = None
         for key, endpoint in self.endpoints.items():
-            endpoint.store = self.certs
-            endpoint.bindings = _https_bindings(config, key) or endpoint.bindings
+            endpoint.configure(self.certs, _https_bindings(config, key) or endpoint.bindings)
         self.cert_watch = CertWatch(self.loop, self.certs)
 
     def addresses(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.sockets.values()]
+
+    def urls(self) -> list[str]:
+        """Each bound address as a URL: https where its bindings are."""
+        return [f"{'https' if key in self.endpoints else 'http'}://{h}:{p}/"
+                for key, (h, p) in ((k, s.getsockname()[:2]) for k, s in self.sockets.items())]
 
     def _tick(self) -> None:
         self.now = self.loop.time()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,6 +195,13 @@ class Endpoint:
 
         self.context.sslobject_class = _Handshake
 
+    def configure(self, store: CertStore, bindings: list[Binding]) -> None:
+        """A new configuration: its certificates and bindings for the next handshakes.
+        The context stays (the socket's server holds it); its minimum version follows."""
+        self.store = store
+        self.bindings = bindings
+        self.context.minimum_version = _VERSIONS[store.settings.min_version]
+
     def _server_name(self, sslobj: Any, name: str | None, _ctx: ssl.SSLContext) -> int | None:
         name = name.lower().rstrip(".") if name else None
         cert = self.certificate_for(name)
@@ -263,6 +271,8 @@ class CertStore:
                 raise TlsError(str(exc)) from None
             for path in files:
                 self.reload(path)
+        for directory in self.directories():
+            self._check_directory(directory)
         for directory in self.hash_dirs:
             try:
                 files = certstore.pem_files(directory)
@@ -277,6 +287,17 @@ class CertStore:
                         f"site {site.name!r}: no certificate with thumbprint "
                         f"{b.certificate_hash} in {b.certificate_store_name} (a PEM file "
                         "of the chain, then the key, mode 600)")
+
+    def _check_directory(self, directory: str) -> None:
+        """Whoever can write a store chooses the certificates served: say so when others
+        can (the files themselves are checked one by one)."""
+        try:
+            mode = os.stat(directory).st_mode
+        except OSError:
+            return
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            self.emit("tls.store_writable", directory=directory, mode=f"{mode & 0o777:04o}",
+                      advice="only root should write a certificate store: chmod go-w")
 
     def reload(self, path: str) -> None:
         """(Re)load one file; on failure the previous certificate stays in service."""
