@@ -20,13 +20,14 @@ from webgarden.config.model import Binding, ServerConfig
 from webgarden.events import EventLog
 from webgarden.listener import errors, negotiate
 from webgarden.listener.access import AccessLogs
+from webgarden.listener.certwatch import CertWatch
 from webgarden.listener.connection import HttpConnection
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http1 import HeadLimits, ParseCounters
 from webgarden.listener.local import LocalResponder
 from webgarden.listener.pool_queue import PoolQueue
 from webgarden.listener.routing import Router
-from webgarden.listener.tls import CertStore, CertWatch, Endpoint, TlsError
+from webgarden.listener.tls import CertStore, Endpoint, TlsError
 
 LISTEN_BACKLOG = 1024
 #: Seconds between checks of the certificates' expiry (tls.certificate_expiring).

@@ -27,7 +27,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import stat
@@ -36,8 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from inotify_simple import INotify, flags
 
 from webgarden import SERVER_NAME
 from webgarden.config.model import Binding, ServerConfig
@@ -378,46 +375,3 @@ def redirect_to_https(ex: Any, host: str, port: int) -> None:
                          b"\r\nLocation: ", location.encode("latin-1"), b"\r\n", framing,
                          conn.date_line, b"\r\n")))
     ex.finish()
-
-
-# -- watching the certificate files -------------------------------------------------------
-
-_WATCH = (flags.CLOSE_WRITE | flags.MOVED_TO | flags.ATTRIB | flags.DELETE | flags.MOVED_FROM)
-
-
-class CertWatch:
-    """The store directories, watched with inotify: a file written, renamed into place or
-    chmod'ed is reloaded at once (from the loop's reader), a deleted one is dropped."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, store: CertStore) -> None:
-        self.loop = loop
-        self.store = store
-        self.inotify: INotify | None = None
-        self.dirs: dict[int, str] = {}
-        try:
-            self.inotify = INotify(nonblocking=True)
-            for directory in store.directories():
-                self.dirs[self.inotify.add_watch(directory, _WATCH)] = directory
-        except OSError as exc:
-            store.emit("tls.watch_unavailable", reason=exc.strerror or str(exc))
-            return
-        loop.add_reader(self.inotify.fileno(), self._changed)
-
-    def _changed(self) -> None:
-        if self.inotify is None:
-            return
-        for event in self.inotify.read(timeout=0):
-            directory = self.dirs.get(event.wd)
-            if directory is None or not event.name.lower().endswith(".pem"):
-                continue
-            path = os.path.join(directory, event.name)
-            if event.mask & (flags.DELETE | flags.MOVED_FROM):
-                self.store.removed(path)
-            else:
-                self.store.reload(path)
-
-    def close(self) -> None:
-        if self.inotify is not None:
-            self.loop.remove_reader(self.inotify.fileno())
-            self.inotify.close()
-            self.inotify = None
