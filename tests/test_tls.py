@@ -363,3 +363,13 @@ def test_tls_1_2_is_the_default_minimum_and_the_minimum_is_a_setting(start_serve
     site.server.wait_event(lambda e: e["event"] == "config.applied", after=mark)
     assert site.curl("a.test", "/", "--tls-max", "1.2").returncode != 0  # applied on reload
     assert site.curl("a.test", "/").returncode == 0
+
+
+def test_ssl_flags_bits_that_are_not_enforced_are_named_at_load(tmp_path) -> None:
+    from webgarden.config import loads
+
+    text = CONFIG.format(store=tmp_path, tls_port=8443, port=8080, hsts="", access="",
+                         app="application", limits="")
+    assert not [u for u in loads(text).unsupported if u.attribute == "sslFlags"]
+    named = loads(text.replace('sslFlags="3"', 'sslFlags="35"')).unsupported
+    assert [u.value for u in named if u.attribute == "sslFlags"] == ["35"]
