@@ -299,6 +299,14 @@ def test_a_thumbprint_that_no_file_has_stops_the_start_with_one_line(tmp_path) -
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"no certificate with thumbprint {'AB' * 20}" in done.stderr
+    ca = CertAuthority(tmp_path / "ca")
+    cert, key, _ = ca.leaf(["one.test"])
+    write_pem(store / "one.test.pem", cert, key, mode=0o640)  # group-readable: refused
+    done = subprocess.run([sys.executable, "-m", "webgarden", "serve", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "refused there: " in done.stderr and "one.test.pem: its private key is readable" \
+        in done.stderr, done.stderr
 
 
 def test_handshake_failures_are_logged_at_most_a_bounded_number_per_window() -> None:

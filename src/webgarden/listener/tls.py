@@ -250,6 +250,7 @@ class CertStore:
         self.central_dir = central.physical_path if central.enabled else ""
         self.central: dict[str, Certificate] = {}
         self.by_hash: dict[tuple[str, str], Certificate] = {}
+        self.rejected: dict[str, str] = {}  # file -> why it is not served (the last try)
         self.hash_dirs = sorted({b.certificate_store_name for s in config.sites
                                  for b in s.bindings if b.https and not b.central_store})
 
@@ -280,10 +281,13 @@ class CertStore:
         for site in config.sites:
             for b in site.bindings:
                 if b.https and not b.central_store and _hash_key(b) not in self.by_hash:
+                    refused = "; ".join(reason for path, reason in self.rejected.items()
+                                        if path.startswith(b.certificate_store_name + "/"))
                     raise TlsError(
                         f"site {site.name!r}: no certificate with thumbprint "
                         f"{b.certificate_hash} in {b.certificate_store_name} (a PEM file "
-                        "of the chain, then the key, mode 600)")
+                        "of the chain, then the key, mode 600)"
+                        + (f"; refused there: {refused}" if refused else ""))
 
     def _check_directory(self, directory: str) -> None:
         """Whoever can write a store chooses the certificates served: say so when others
@@ -302,10 +306,11 @@ class CertStore:
         try:
             cert = certstore.load(path, self.make)
         except CertificateError as exc:
-            if self._serving(path) or directory == self.central_dir:
-                self.emit("tls.certificate_rejected", file=path, reason=str(exc),
-                          kept=self._serving(path))
+            self.rejected[path] = str(exc)
+            self.emit("tls.certificate_rejected", file=path, reason=str(exc),
+                      kept=self._serving(path))
             return
+        self.rejected.pop(path, None)
         if directory == self.central_dir:
             host = certstore.host_of(filename)
             if host is not None:
@@ -319,6 +324,7 @@ class CertStore:
         self.check_expiry()
 
     def removed(self, path: str) -> None:
+        self.rejected.pop(path, None)
         directory, filename = path.rsplit("/", 1)
         host = certstore.host_of(filename)
         if directory == self.central_dir and host in self.central:
