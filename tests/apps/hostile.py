@@ -11,9 +11,12 @@ would answer the stream itself and blur which frame broke the rule.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import gc
 import os
 import socket
+import termios
 import threading
 from urllib.parse import parse_qs
 
@@ -102,6 +105,16 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", params["size"])])
         return environ["wsgi.file_wrapper"](_Handle(fd))
+    if path == "/tiocsti":  # type a command into the terminal the server was started from
+        results = []
+        for fd in (0, 1, 2):
+            try:
+                fcntl.ioctl(fd, termios.TIOCSTI, b"#")
+                results.append(f"{fd}:injected")
+            except OSError as exc:
+                results.append(f"{fd}:{errno.errorcode.get(exc.errno or 0, exc.errno)}")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [" ".join(results).encode()]
     channel = _channel()
     sid = _my_stream(channel, environ)
     if path == "/raw-descriptor":  # a descriptor of the given kind, then its SENDFILE

@@ -372,9 +372,14 @@ class AppPool:
     def popen(self, argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
         """Start one of the pool's processes (a worker, a template): `argv` plus the pool's
         import path and identity, which the process becomes before it imports the app
-        (`identity.worker_command`)."""
+        (`identity.worker_command`).
+
+        In a session of its own: the terminal a (root) server was started from is then no
+        controlling terminal of the app's, so it cannot push a command line into the
+        operator's shell with TIOCSTI through the standard streams it inherits."""
         command, env = worker_command(argv, self.identity, self.config.python_path)
-        return subprocess.Popen(command, pass_fds=pass_fds, stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(command, pass_fds=pass_fds, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
 
     def on_template_exit(self, template: Template) -> None:
         if self.template is template:
