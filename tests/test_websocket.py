@@ -327,3 +327,36 @@ def _queued(server: ServerProcess) -> list[dict[str, object]]:
 
 def _socket(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port))
+
+
+def _masked(first: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    return bytes((first, 0x80 | len(payload))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_small_frames_and_fragments_both_echo_in_order(server) -> None:
+    # Small whole frames take the worker's fast path; fragments and control frames go
+    # through wsproto; the two interleave on one socket without losing order.
+    with connect(ws_url(server, "/echo"), compression=None) as ws:
+        ws.send(["frag", "mented ", "text"])  # one message in three fragments
+        ws.send("small")
+        assert ws.ping(b"between").wait(10)
+        ws.send([b"\x01", b"\x02"])
+        ws.send(b"\x03")
+        assert [ws.recv(timeout=10) for _ in range(4)] == [
+            "fragmented text", "small", b"\x01\x02", b"\x03"]
+
+
+def test_invalid_utf8_in_a_small_text_frame_closes_with_1007(server) -> None:
+    with _socket(server.port) as raw:
+        raw.settimeout(10)
+        raw.sendall((f"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        raw.sendall(_masked(0x81, b"ok") + _masked(0x81, b"\xff\xfe bad"))
+        data = b""
+        while chunk := raw.recv(4096):
+            data += chunk
+    rest = data.partition(b"\r\n\r\n")[2]
+    close = rest.rindex(b"\x88")  # the last frame: a close, after "ok" if the app was quick
+    assert rest[close + 2:close + 4] == (1007).to_bytes(2, "big"), rest
