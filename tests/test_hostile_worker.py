@@ -11,7 +11,9 @@ tests run as root (the workers then run as nobody), else mode 000.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +191,25 @@ def test_a_directly_started_worker_passes_its_files_the_same_way(start_server, b
     assert httpx.get(f"{server.url}/noread", params={"path": str(path)}).content == data
     started = [e for e in server.events() if e["event"] == "worker.start"]
     assert started and all(e["spawn"] == "exec" for e in started)
+
+
+def test_a_child_that_keeps_writing_to_the_stack_pipe_leaves_nothing_in_the_server(
+    server: ServerProcess,
+) -> None:
+    """The server reads a worker's stack pipe one chunk per loop turn, and closes it when
+    the worker exits, although a child of the worker still holds its write end."""
+    server.wait_event(lambda e: e["event"] == "worker.ready")
+    stray = httpx.get(f"{server.url}/stray-stacks").json()
+    try:
+        pipe = f"pipe:[{stray['inode']}]"
+        fds = f"/proc/{server.proc.pid}/fd"
+        assert pipe in {os.readlink(f"{fds}/{n}") for n in os.listdir(fds)}  # its read end
+        assert httpx.get(f"{server.url}/hello").text == "hello"  # the loop is not held
+        assert_refused(server, "/second-ready", "bad-ready")  # the worker goes
+        held = set()
+        for n in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                held.add(os.readlink(f"{fds}/{n}"))
+        assert pipe not in held
+    finally:
+        os.kill(stray["child"], signal.SIGKILL)

@@ -115,6 +115,20 @@ def application(environ, start_response):
                 results.append(f"{fd}:{errno.errorcode.get(exc.errno or 0, exc.errno)}")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [" ".join(results).encode()]
+    if path == "/stray-stacks":  # a child that keeps the stack pipe open, writing forever
+        fd = next(int(n) for n in os.listdir("/proc/self/fd")
+                  if os.readlink(f"/proc/self/fd/{n}").startswith("pipe:")
+                  and fcntl.fcntl(int(n), fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY)
+        inode = os.fstat(fd).st_ino
+        child = os.fork()
+        if child == 0:
+            try:
+                while True:
+                    os.write(fd, b"x" * 65536)
+            finally:
+                os._exit(0)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [msgspec.json.encode({"inode": inode, "child": child})]
     channel = _channel()
     sid = _my_stream(channel, environ)
     if path == "/raw-descriptor":  # a descriptor of the given kind, then its SENDFILE

@@ -59,6 +59,8 @@ STACK_DUMP_WAIT = 2.0
 STACK_DUMP_GRACE = 0.1
 #: Bytes of stack dump kept per worker.
 MAX_STACKS = 256 * 1024
+#: Bytes read from the stack pipe per loop turn: a pipe's default capacity.
+STACK_READ = 64 * 1024
 
 
 class WorkerOwner(Protocol):
@@ -406,21 +408,27 @@ class WorkerProcess:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def _read_stacks(self) -> None:
-        while self._stacks_fd >= 0:
-            try:
-                data = os.read(self._stacks_fd, 65536)
-            except BlockingIOError:
-                return
-            if not data:  # the worker is gone
-                self.loop.remove_reader(self._stacks_fd)
-                os.close(self._stacks_fd)
-                self._stacks_fd = -1
-                return
-            if len(self._stacks) < MAX_STACKS:
-                self._stacks += data[: MAX_STACKS - len(self._stacks)]
-            if self._stacks_arrived is not None and not self._stacks_arrived.done():
-                self._stacks_arrived.set_result(None)
+    def _read_stacks(self, final: bool = False) -> None:
+        """What the worker's faulthandler wrote: one read per call, so a worker (or a child
+        of it) writing without end gets one turn of the loop, never the loop. `final`: the
+        worker exited; the pipe is closed after this read, since a child of the worker may
+        hold its write end forever (no EOF would come, and the reader would stay)."""
+        if self._stacks_fd < 0:
+            return
+        try:
+            data = os.read(self._stacks_fd, STACK_READ)
+        except BlockingIOError:
+            data = None
+        if final or data == b"":  # the worker is gone
+            self.loop.remove_reader(self._stacks_fd)
+            os.close(self._stacks_fd)
+            self._stacks_fd = -1
+        if not data:
+            return
+        if len(self._stacks) < MAX_STACKS:
+            self._stacks += data[: MAX_STACKS - len(self._stacks)]
+        if self._stacks_arrived is not None and not self._stacks_arrived.done():
+            self._stacks_arrived.set_result(None)
 
     async def dump_stacks(self, reason: str) -> None:
         """Log the Python stacks of all the worker's threads (`worker.stacks`)."""
@@ -448,7 +456,7 @@ class WorkerProcess:
         self.kill()
 
     def _on_exit(self) -> None:
-        self._read_stacks()  # whatever is left in the pipe
+        self._read_stacks(final=True)  # whatever is left in the pipe
         self.loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
