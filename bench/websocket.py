@@ -30,6 +30,7 @@ import time
 from multiprocessing import Pipe, Process
 from multiprocessing.connection import Connection
 from pathlib import Path
+from statistics import median
 
 from run import tree_cpu
 
@@ -248,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             results[s.key].append({"round": r + 1, **record})
     summary = {}
     for key, records in results.items():
-        rates = sorted(x["messages_per_sec"] for x in records if x.get("messages_per_sec"))
-        cpus = sorted(x["cpu_us_per_message"] for x in records if x.get("cpu_us_per_message"))
-        summary[key] = {"median_messages_per_sec": rates[len(rates) // 2] if rates else None,
-                        "median_cpu_us_per_message": cpus[len(cpus) // 2] if cpus else None}
+        rates = [x["messages_per_sec"] for x in records if x.get("messages_per_sec")]
+        cpus = [x["cpu_us_per_message"] for x in records if x.get("cpu_us_per_message")]
+        summary[key] = {"median_messages_per_sec": median(rates) if rates else None,
+                        "median_cpu_us_per_message": median(cpus) if cpus else None}
     base = summary.get("webgarden", {}).get("median_messages_per_sec")
     print(f"\nWebSocket echo, {args.connections} connections, {args.duration:g} s x "
           f"{args.rounds} rounds (medians):")

@@ -280,6 +280,33 @@ def test_a_queued_upgrade_is_served_after_a_worker_crash(start_server) -> None:
     assert queued == [new]
 
 
+def test_an_upgrade_whose_worker_dies_before_accepting_is_sent_to_another(
+        server, shared_tmp: Path) -> None:
+    shared_tmp.chmod(0o777)  # the workers may run as nobody
+    marker = shared_tmp / "seen"
+    first = ready_pid(server)
+    before = len(server.events())
+    result: list[object] = []
+
+    def client() -> None:
+        try:
+            with connect(ws_url(server, f"/accept-once-marked?m={marker}"),
+                         open_timeout=30) as ws:
+                ws.send("pid")
+                result.append(int(ws.recv(timeout=10)))
+        except Exception as exc:  # reported below, in the assertion
+            result.append(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    wait_for(marker.exists, bool, shared_tmp, timeout=20)  # the first worker holds it
+    os.kill(first, signal.SIGKILL)
+    thread.join(30)
+    retry = server.wait_event(lambda e: e["event"] == "request.retry", after=before)
+    assert retry["url"].startswith("/accept-once-marked")
+    assert result == [ready_pid(server, after=before, not_pid=first)]
+
+
 def test_the_app_closing_with_a_code_and_an_app_error_reach_the_client(server) -> None:
     with connect(ws_url(server, "/echo")) as ws:
         ws.send("close 4001")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -25,6 +26,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     path = scope["path"]
     assert (await receive())["type"] == "websocket.connect"
+    if path == "/accept-once-marked":  # the first worker to see it hangs before accepting
+        marker = scope["query_string"].decode().partition("=")[2]
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            await asyncio.sleep(3600)
     if path == "/refuse":
         await send({"type": "websocket.close", "code": 1000})
         return
