@@ -122,3 +122,19 @@ def test_rapid_resets_trip_the_meter_and_slow_ones_do_not() -> None:
     for _ in range(20 * MAX_RESETS):
         now[0] += RESET_WINDOW / MAX_RESETS * 1.5  # two thirds of the bound's pace
         assert not slow.reset()
+
+
+def test_the_stateless_encoder_encodes_a_head_once_and_the_client_keeps_no_table() -> None:
+    from hpack import Decoder
+
+    from webgarden.listener.http2_core import StatelessEncoder
+
+    encoder, decoder = StatelessEncoder(), Decoder()
+    head = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"x-app", b"v1")]
+    first, second = encoder.encode(head), encoder.encode(head)
+    assert first[0] == 0x20 and first[1:] == second  # a size update to 0, first block only
+    for block in (first, second):
+        assert decoder.decode(block, raw=True) == head
+    assert not decoder.header_table.dynamic_entries
+    encoder.header_table_size = 4096  # the client's table size: nothing changes
+    assert encoder.encode(head) == second

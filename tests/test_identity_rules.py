@@ -40,16 +40,34 @@ def test_a_directory_the_user_owns_on_the_way_stops_the_walk(tmp_path: Path) -> 
         os.chown(tmp_path / "a", 4_000_124, 4_000_124)  # a user's own directory, in root's
     owner = os.stat(tmp_path / "a").st_uid
     assert _opened(app, Target(owner, 4_000_123, ())) is None  # it could swap `app`
-    assert _opened(app, STRANGER) == str(app)
+    # For any other pool user too, unless the owner is root (or the tests' own user).
+    assert _opened(app, STRANGER) == (None if owner not in (0, os.geteuid()) else str(app))
 
 
-def test_a_directory_writable_by_the_users_group_stops_the_walk(tmp_path: Path) -> None:
+def test_a_directory_writable_by_a_group_stops_the_walk(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     (shared / "app").mkdir(parents=True)
     shared.chmod(0o775)
     group = os.stat(shared).st_gid
     assert _opened(shared / "app", Target(4_000_123, 4_000_999, (group,))) is None
+    # Not only the pool's user: any member of the group could point `app` elsewhere.
+    assert _opened(shared / "app", STRANGER) is None
+    shared.chmod(0o755)
     assert _opened(shared / "app", STRANGER) == str(shared / "app")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_directory_another_local_user_owns_stops_the_walk(tmp_path: Path) -> None:
+    """A local user (not the pool's) who owns a directory on a pool's path could swap an
+    entry for a symlink to root's private directory: root must not open it for the pool."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "secrets").mkdir(mode=0o755)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    (theirs / "app").symlink_to(private / "secrets")
+    os.chown(theirs, 4_000_124, 4_000_124)
+    assert _opened(theirs / "app", STRANGER) is None
 
 
 def test_a_sticky_directory_protects_only_the_entries_the_user_does_not_own(

@@ -94,6 +94,7 @@ class Http2Connection(asyncio.Protocol):
             SettingCodes.ENABLE_PUSH: 0,
         })
         h2c.decoder.max_header_list_size = header_list
+        h2c.encoder = http2_core.StatelessEncoder()
         self.gauge = http2_core.FrameGauge(header_list)
         self.resets = http2_core.ResetMeter(monotonic)
         self.prepared = _PREPARED

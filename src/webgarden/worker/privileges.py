@@ -12,8 +12,8 @@ The sequence (`become`), all before the first application import:
    them at its top; the interpreter starts with `-P` and without PYTHONPATH, so while root
    only the interpreter's own directories are on `sys.path`): open a directory descriptor
    for every import-path entry, the pool's configured ones included, walking each path one
-   component at a time (`open_unsteered`): a path that passes through a directory the
-   user owns or may write gets no descriptor, since the user could have put a symlink
+   component at a time (`open_unsteered`): a path that passes through a directory anyone
+   but root owns or may write gets no descriptor, since that user could have put a symlink
    there to a private directory of someone else's.
 2. `setgroups`, `setgid`, `setuid` to the pool's identity; check that root cannot come back
    (`setuid(0)` must fail, no capability left); `PR_SET_NO_NEW_PRIVS`; re-arm the
@@ -148,17 +148,19 @@ def open_unsteered(path: str, target: Target) -> int | None:
 
 
 def _steerable(parent: os.stat_result, entry: os.stat_result, target: Target) -> bool:
-    """Whether `target` could replace `entry` in directory `parent` (mode bits, no ACLs):
-    it owns the directory, or may write it, unless the sticky bit keeps another's entry."""
-    if parent.st_uid == target.uid:
+    """Whether anyone but root could replace `entry` in directory `parent` (mode bits, no
+    ACLs): the directory's owner, unless root (or this process's own user); anyone in its
+    group or anyone at all, if it is group- or world-writable, unless it is sticky and the
+    entry is root's. Not only the pool's user: another local user who owns a directory on
+    the path could point a symlink there at a private directory of root's, and the pool's
+    user would be given it (that user may run the pool's code, as the owner of its path)."""
+    trusted = (0, os.geteuid())
+    if parent.st_uid == target.uid or parent.st_uid not in trusted:
         return True
-    if parent.st_gid == target.gid or parent.st_gid in target.groups:
-        writable = parent.st_mode & stat.S_IWGRP
-    else:
-        writable = parent.st_mode & stat.S_IWOTH
-    if not writable:
+    if not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return False
-    return not (parent.st_mode & stat.S_ISVTX) or entry.st_uid == target.uid
+    return (not parent.st_mode & stat.S_ISVTX or entry.st_uid == target.uid
+            or entry.st_uid not in trusted)
 
 
 def _switch(target: Target) -> None:
