@@ -118,6 +118,7 @@ def test_the_websocket_scope_is_complete_to_the_asgi_spec(server) -> None:
     assert scope["client"][0] == "127.0.0.1" and scope["server"] == ["127.0.0.1", server.port]
     assert ["upgrade", "websocket"] in scope["headers"]
     assert scope["state"] == {"started": True}  # from lifespan startup
+    assert scope["extensions"] == {"websocket.http.response": {}}
 
 
 def test_a_bad_version_is_426_naming_version_13(server) -> None:
@@ -142,6 +143,13 @@ def test_closing_before_accept_is_a_403(server) -> None:
     with pytest.raises(InvalidStatus) as caught:
         connect(ws_url(server, "/refuse"))
     assert caught.value.response.status_code == 403
+
+
+def test_the_http_response_extension_answers_with_the_apps_own_response(server) -> None:
+    answer = handshake(server.port, path="/deny")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 ") and b"\r\nx-why: no token" in head
+    assert body == b"need a token"
 
 
 def test_a_wsgi_application_refuses_the_upgrade_with_a_clear_body(configured) -> None:

@@ -31,6 +31,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not os.path.exists(marker):
             open(marker, "w").close()
             await asyncio.sleep(3600)
+    if path == "/deny":  # the websocket.http.response extension
+        assert "websocket.http.response" in scope["extensions"]
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-why", b"no token")]})
+        await send({"type": "websocket.http.response.body", "body": b"need ",
+                    "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"a token"})
+        return
     if path == "/refuse":
         await send({"type": "websocket.close", "code": 1000})
         return

@@ -12,7 +12,8 @@ Theory of operation:
   only the negotiated `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` (the
   listener adds `Upgrade`, `Connection` and `Sec-WebSocket-Accept`, and checks both
   against what the client offered); `websocket.close` before that is a 403 (the ASGI
-  spec), and so is an app that returns without accepting.
+  spec), and so is an app that returns without accepting. The `websocket.http.response`
+  extension answers with an HTTP response of the app's instead.
 * After the accept, the client's bytes are fed to wsproto as they arrive (`feed`, called
   by the host's `wake` on the loop, without a task switch) and returned to the listener as
   CREDIT, batched by `CREDIT_BATCH`. Feeding stops while the messages the app has not
@@ -53,6 +54,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from enum import Enum
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -92,6 +94,8 @@ DRAIN_MARGIN = 1.0
 #: Request-body bytes consumed before they are credited back in one CREDIT frame: a frame per
 #: message would double the link's traffic, and a quarter window never stalls the client.
 CREDIT_BATCH = REQUEST_WINDOW // 4
+#: Largest body of a `websocket.http.response` (a refusal page, sent in one frame).
+MAX_DENIAL = MAX_CHUNK
 #: Largest payload of a frame with a 7-bit length (RFC 6455 §5.2): the fast path's frames.
 SMALL = 125
 #: Close codes (RFC 6455 §7.4.1).
@@ -143,6 +147,13 @@ def _idle(ws: Connection) -> bool:
             and proto._message_decoder.opcode is None and proto._outbound_opcode is None)
 
 
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
 def decode_path(text: str) -> str:
     return text if text.isascii() else text.encode("latin-1").decode("utf-8", "replace")
 
@@ -168,7 +179,7 @@ def scope(stream: Stream, state: dict[str, Any] | None) -> Scope:
         "client": head.client,
         "server": head.server,
         "subprotocols": protocols,
-        "extensions": {},
+        "extensions": {"websocket.http.response": {}},
     }
     if state is not None:
         result["state"] = state.copy()
@@ -241,6 +252,8 @@ class Socket:
         self.unacked = 0  # body bytes consumed and not credited yet
         self.ended = asyncio.Event()  # the stream's end went out
         self.timers: list[asyncio.TimerHandle] = []
+        # websocket.http.response: the checked head and the body so far.
+        self.denial: tuple[tuple[Any, int, str, bool], list[bytes]] | None = None
         self.pong_due = 0.0
 
     # -- receive --------------------------------------------------------------------------
@@ -275,6 +288,12 @@ class Socket:
                 self._accept(message)
             elif kind == "websocket.close":
                 self._refuse()
+            elif kind == "websocket.http.response.start" and self.denial is None:
+                headers = [(n.decode("latin-1"), v.decode("latin-1"))
+                           for n, v in message.get("headers") or ()]
+                self.denial = (check_head(_status_line(message["status"]), headers), [])
+            elif kind == "websocket.http.response.body" and self.denial is not None:
+                self._deny(bytes(message.get("body", b"")), bool(message.get("more_body")))
             else:
                 raise RuntimeError(f"{kind!r} before websocket.accept")
             return
@@ -317,6 +336,24 @@ class Socket:
         self.feed()  # bytes that came with the handshake, if any
         if self.ping_interval > 0:
             self._every(self.ping_interval, self._ping)
+
+    def _deny(self, body: bytes, more: bool) -> None:
+        """The `websocket.http.response` extension: an HTTP answer instead of the socket,
+        sent whole once its last body message comes (bounded: `MAX_DENIAL`)."""
+        assert self.denial is not None
+        ((status, block), length, _, _), parts = self.denial
+        parts.append(body)
+        if sum(map(len, parts)) > MAX_DENIAL:
+            raise ValueError(f"websocket.http.response body over {MAX_DENIAL} bytes")
+        if more:
+            return
+        whole = b"".join(parts)
+        if 0 <= length < len(whole):
+            whole = whole[:length]
+        self.phase = Phase.ENDED
+        self.stream.ended = True
+        self.host.write_frame(FrameType.RESPONSE, self.stream.id, messages.encoder.encode(
+            messages.ResponseHead(status, block, length, whole)), FLAG_END)
 
     def _refuse(self) -> None:
         """Closed (or returned) before accept: 403, as the ASGI spec says."""
