@@ -152,3 +152,53 @@ def test_a_verb_does_not_trust_a_runtime_directory_others_can_write(runtime: Pat
     assert result.stderr.strip() == (f"webgarden: not using {runtime}: {runtime} must belong "
                                      "to this user (or root) and be writable by no one else")
     assert verb("list", "apppools").returncode == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another user's needs root")
+def test_a_sticky_runtime_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    """Sticky keeps others from removing this user's socket, but not the directory's owner,
+    who could put a socket of theirs in its place."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o1777)
+    os.chown(planted, 4_000_124, 4_000_124)
+    with pytest.raises(PermissionError):
+        control._check_directory(str(planted))
+    os.chown(planted, 0, 0)
+    control._check_directory(str(planted))  # /tmp's shape: root's, sticky
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a socket of another user's needs root")
+def test_a_verb_does_not_believe_a_socket_another_user_answers(tmp_path: Path) -> None:
+    """A socket by the server's name that another local user made (in a sticky /tmp, say)
+    is neither told the request nor believed."""
+    import pwd
+    import socket
+
+    path = tmp_path / "c.sock"
+    tmp_path.chmod(0o755)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    ready, go = os.pipe()
+    child = os.fork()
+    if child == 0:  # the other user: listens, and answers one request as a server would
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(str(path))
+            os.chmod(path, 0o777)
+            os.setuid(nobody)
+            sock.listen(1)
+            os.write(go, b"x")
+            conn, _ = sock.accept()
+            conn.recv(65536)
+            conn.sendall(b'{"ok": true, "result": "forged"}\n')
+        finally:
+            os._exit(0)
+    try:
+        os.read(ready, 1)
+        with pytest.raises(control.ControlError, match="answered by user"):
+            control.call(str(path), {"verb": "list", "object": "apppools"}, timeout=5)
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        os.close(ready)
+        os.close(go)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import stat
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -134,9 +135,10 @@ def live_sockets(directory: str) -> list[str]:
 def _check_directory(directory: str) -> None:
     """Refuse a directory another user could put a socket in (see the module's top)."""
     info = os.stat(directory)
-    private = info.st_uid in (os.geteuid(), 0) and not info.st_mode & 0o022
-    # A sticky directory (/tmp) lets no one else remove or rename what this user made there.
-    if not private and not info.st_mode & stat.S_ISVTX:
+    # A sticky directory (/tmp) lets no one else remove or rename what this user made there;
+    # but its owner may, so the owner must be this user or root in every case.
+    shared = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+    if info.st_uid not in (os.geteuid(), 0) or shared:
         raise PermissionError(
             errno.EPERM,
             f"{directory} must belong to this user (or root) and be writable by no one else",
@@ -201,6 +203,13 @@ def call(path: str, request: dict[str, Any], timeout: float = 30) -> Any:
             raise ControlError(f"no webgarden server is listening on {path}") from None
         except PermissionError:
             raise ControlError(f"not allowed to use {path} (the server's owner only)") from None
+        # In a shared (sticky) directory another user may have made a socket by that name:
+        # only a server of this user's, or root's, is told anything or believed.
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid not in (os.geteuid(), 0):
+            raise ControlError(f"{path} is answered by user {uid}, not by a server of this "
+                               "user or root")
         sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
