@@ -27,12 +27,12 @@ Theory of operation:
   and a slow client holds back only its own socket's `send`.
 * The common case skips wsproto's Python parser: while wsproto holds no partial frame or
   message and no extension is in use, whole small (< 126 bytes) masked text or binary
-  frames at the front of a chunk are unmasked and delivered directly (`_fast_frames`), and
-  small messages go out as one frame built here (`_send_message`); anything else (a
+  frames at the front of a chunk are unmasked and delivered directly (`wsframes`), and
+  small messages go out as one frame built there; anything else (a
   fragment, a control frame, invalid UTF-8, an unmasked frame, permessage-deflate) is
   wsproto's, which is where every error is decided. Measured: wsproto costs ~9 µs per
   small echoed message, the fast path ~1.5; this reads wsproto's private decoder state
-  (`_idle`), hence its pinned major version.
+  (`wsframes.idle`), hence its pinned major version.
 * Pings (`pingInterval`): while the socket is open the worker pings; no pong within
   `pingTimeout` closes it with 1011 (the peer is gone or stuck). A client's ping is
   answered at once by the reader, whatever the app does.
@@ -75,6 +75,7 @@ from webgarden.ipc.flow_control import CONTROL_SLACK, REQUEST_WINDOW
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
 from webgarden.worker.channel import Channel, Stream
 from webgarden.worker.responses import ClientDisconnected, check_head
+from webgarden.worker.wsframes import SMALL, idle, small_frame, small_frames
 
 log = logging.getLogger("webgarden.worker")
 
@@ -96,8 +97,6 @@ DRAIN_MARGIN = 1.0
 CREDIT_BATCH = REQUEST_WINDOW // 4
 #: Largest body of a `websocket.http.response` (a refusal page, sent in one frame).
 MAX_DENIAL = MAX_CHUNK
-#: Largest payload of a frame with a 7-bit length (RFC 6455 §5.2): the fast path's frames.
-SMALL = 125
 #: Close codes (RFC 6455 §7.4.1).
 NORMAL, GOING_AWAY, TOO_BIG, INTERNAL, RESTART, ABNORMAL = 1000, 1001, 1009, 1011, 1012, 1006
 #: Headers of an accept that are the server's, not the app's: the listener's, or negotiated.
@@ -129,22 +128,6 @@ class Phase(Enum):
     OPEN = "open"
     CLOSING = "closing"  # our close frame went out; waiting for the client's
     ENDED = "ended"  # the stream's end went out
-
-
-def unmask(data: bytes, mask: bytes) -> bytes:
-    """A client frame's payload, unmasked (RFC 6455 §5.3): one XOR of two big integers."""
-    n = len(data)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
-    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
-
-
-def _idle(ws: Connection) -> bool:
-    """wsproto holds no partial frame, no unfinished message, no extension: a whole small
-    message may bypass it without changing its state (its private attributes, wsproto 1.x)."""
-    proto = ws._proto
-    decoder = proto._frame_decoder
-    return (decoder.header is None and not len(decoder.buffer) and not proto.extensions
-            and proto._message_decoder.opcode is None and proto._outbound_opcode is None)
 
 
 def _status_line(status: int) -> str:
@@ -368,11 +351,10 @@ class Socket:
         ws = self.ws
         assert ws is not None
         size = len(data)
-        if size <= SMALL and _idle(ws):  # one small frame, built here (see the top)
-            payload = data.encode("utf-8") if isinstance(data, str) else data
-            if len(payload) <= SMALL:
-                first = 0x81 if isinstance(data, str) else 0x82
-                await self._send_bytes(bytes((first, len(payload))) + payload)
+        if size <= SMALL and idle(ws):  # one small frame, built by wsframes
+            frame = small_frame(data)
+            if frame is not None:
+                await self._send_bytes(frame)
                 return
         if size <= MAX_CHUNK:
             await self._send_bytes(ws.send(Message(data=data)))
@@ -419,7 +401,7 @@ class Socket:
             while chunks and self.inbox_bytes < self.max_message and not stream.ended:
                 chunk = chunks.popleft()
                 self.unacked += len(chunk)
-                if not self.parts and self.phase is Phase.OPEN and _idle(ws):
+                if not self.parts and self.phase is Phase.OPEN and idle(ws):
                     chunk = self._fast_frames(chunk)
                     if not chunk:
                         continue
@@ -434,33 +416,15 @@ class Socket:
             self.feeding = False
 
     def _fast_frames(self, data: bytes) -> bytes:
-        """Deliver the whole small masked text/binary frames at the front of `data` (FIN,
-        no RSV bit); return the rest, for wsproto."""
-        pos, end = 0, len(data)
-        inbox = self.inbox
-        limit = min(SMALL, self.max_message)
-        while end - pos >= 6:
-            first, second = data[pos], data[pos + 1]
-            length = second & 0x7F
-            stop = pos + 6 + length
-            if (first != 0x81 and first != 0x82) or not second & 0x80 or length > limit \
-                    or stop > end:
-                break
-            payload = unmask(data[pos + 6:stop], data[pos + 2:pos + 6])
-            if first == 0x81:
-                try:
-                    message: AsgiMessage = {"type": "websocket.receive",
-                                            "text": payload.decode("utf-8")}
-                except UnicodeDecodeError:
-                    break  # wsproto closes with 1007
-            else:
-                message = {"type": "websocket.receive", "bytes": payload}
-            inbox.append(message)
-            self.inbox_bytes += length
-            pos = stop
-        if pos:
-            self.arrived.set()
-        return data[pos:] if pos else data
+        """Deliver the whole small frames at the front of `data`; the rest is wsproto's."""
+        found, used = small_frames(data, self.max_message)
+        if not used:
+            return data
+        for message, size in found:
+            self.inbox.append(message)
+            self.inbox_bytes += size
+        self.arrived.set()
+        return data[used:]
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TextMessage | BytesMessage):
