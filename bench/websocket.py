@@ -13,7 +13,7 @@ bytes for every server). The client's own CPU is reported beside the servers', s
 saturated client shows. Results go to bench/results/latest-websocket.json.
 
 Servers: webgarden run (1 worker, ASGI, wsproto in the worker); uvicorn alone (1 worker,
-httptools, uvloop, its default WebSocket implementation, `websockets`); nginx (1 worker
+httptools, uvloop, `--ws websockets`, its default when installed); nginx (1 worker
 process) -> uvicorn over a Unix socket, `proxy_set_header Upgrade/Connection`.
 """
 
@@ -75,7 +75,7 @@ def build_webgarden(server: Server, tmp: Path, port: int) -> list[Proc]:
 
 def _uvicorn(bind: list[str], ready: tuple[str, object]) -> Proc:
     argv = [sys.executable, "-m", "uvicorn", "ws_echo:app", *bind, "--workers", "1",
-            "--http", "httptools", "--loop", "uvloop", "--no-access-log",
+            "--http", "httptools", "--loop", "uvloop", "--ws", "websockets", "--no-access-log",
             "--log-level", "warning"]
     return Proc("uvicorn", argv, ready, cwd=APPS_DIR, env=python_env())
 
@@ -116,10 +116,10 @@ def servers() -> list[Server]:
                requires=[module("webgarden", extra=None), module("wsproto", extra=None)],
                description="webgarden run, 1 worker, ASGI, wsproto in the worker"),
         Server("uvicorn", "uvicorn", build_uvicorn, expect_body=BODY,
-               requires=[module("uvicorn"), module("websockets", extra="test")],
+               requires=[module("uvicorn"), module("websockets")],
                description="uvicorn 1 worker, httptools, uvloop, ws=websockets (its default)"),
         Server("nginx-uvicorn", "nginx→uvicorn", build_nginx_uvicorn, expect_body=BODY,
-               requires=[tool("nginx", apt="nginx"), module("uvicorn")],
+               requires=[tool("nginx", apt="nginx"), module("uvicorn"), module("websockets")],
                description="nginx 1 worker_process -> uvicorn over a Unix socket"),
     ]
 
