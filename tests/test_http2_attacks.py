@@ -178,3 +178,35 @@ def test_a_port_without_h2c_closes_on_the_preface(start_server, tmp_path: Path,
     client = H2Client(served.port)
     client.wait_closed()
     assert client.goaway is None
+
+
+HOSTILE = """<configuration>
+  <system.applicationHost>
+    <applicationPools><add name="P" startMode="AlwaysRunning" threads="2">
+      <processModel shutdownTimeLimit="00:00:01" /></add></applicationPools>
+    <sites>
+      <site name="s" id="1">
+        <bindings><binding protocol="http" bindingInformation="127.0.0.1:{port}:" /></bindings>
+        <application path="/" applicationPool="P" app="hostile:application" />
+      </site>
+    </sites>
+    <webLimits http2Cleartext="true" />
+  </system.applicationHost>
+</configuration>
+"""
+
+
+def test_a_body_short_of_its_content_length_resets_its_stream(start_server, tmp_path: Path
+                                                              ) -> None:
+    from harness import free_port
+
+    port = free_port()
+    config = tmp_path / "applicationHost.config"
+    config.write_text(HOSTILE.format(port=port))
+    start_server("serve", "-c", str(config))
+    client = H2Client(port)
+    sid = client.request("/short")  # its head says 100 bytes; 10 come, then its END
+    client.wait(lambda: sid in client.resets or sid in client.ended)
+    assert sid in client.resets and sid not in client.ended, (client.heads, client.bodies)
+    assert client.response(client.request("/hello")) == (200, b"hello")  # same connection
+    client.close()

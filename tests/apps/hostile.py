@@ -149,6 +149,10 @@ def application(environ, start_response):
         socket.send_fds(channel.fd_sock, [descriptors.encode(sid)], [fd])
         _sendfile(channel, sid, 0, 100)
         return _hold()
+    if path == "/short":  # a head that says 100 bytes, then 10 and END: a truncated body
+        _head(channel, sid, 100)
+        channel.send_frame(FrameType.RESPONSE_BODY, sid, b"0123456789", FLAG_END)
+        return _hold()
     if path == "/two-descriptors":
         fd = os.open(params["path"], os.O_RDONLY)
         _head(channel, sid, 10)
