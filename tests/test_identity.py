@@ -41,6 +41,7 @@ def application(environ, start_response):
         "groups": sorted(os.getgroups()), "file": __file__,
         "no_new_privs": fields["NoNewPrivs"].strip(), "caps": fields["CapEff"].strip(),
         "setuid_0": _try(lambda: os.setuid(0)),
+        "dumpable": __import__("ctypes").CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
         "secret": _try(lambda: open(os.path.join(HERE, "secret.txt")).read()),
         "parent": _try(lambda: os.listdir(os.path.join(HERE, ".."))),
     }
@@ -78,6 +79,7 @@ def test_an_app_under_a_private_ancestor_is_served_as_nobody_who_gains_nothing_e
     assert info["file"].startswith("/proc/self/fd/")  # reached through the descriptor
     assert info["setuid_0"] == "PermissionError"  # root cannot be regained
     assert int(info["caps"], 16) == 0 and info["no_new_privs"] == "1"
+    assert info["dumpable"] == 0  # whatever fs.suid_dumpable says: /proc/PID/fd is closed
     assert info["secret"] == "PermissionError"  # a mode-600 file beside it stays closed
     assert info["parent"] == "PermissionError"  # and `..` does not enter the private ancestor
 

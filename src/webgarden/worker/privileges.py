@@ -44,6 +44,7 @@ import sys
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 #: Where a descriptor's directory is reached by path from inside the process.
 FD_ROOT = "/proc/self/fd/"
@@ -176,6 +177,10 @@ def _switch(target: Target) -> None:
     if target.uid != 0 and _capabilities() != 0:
         raise PrivilegeError("capabilities remain after setuid")
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    # The credential change leaves the process non-dumpable only where fs.suid_dumpable is
+    # 0 or 2; at 1 (a debugging setting) any process of the user (other daemons running as
+    # nobody) could take the private directory descriptors through /proc/PID/fd or ptrace.
+    _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
