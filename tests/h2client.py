@@ -125,7 +125,7 @@ class H2Client:
 
     def response(self, sid: int, timeout: float = 20) -> tuple[int, bytes]:
         self.wait(lambda: sid in self.ended or sid in self.resets, timeout)
-        if sid in self.resets:
+        if sid not in self.ended:  # reset before its end (a reset after it is NO_ERROR's)
             return 0, b""
         return int(self.heads[sid][b":status"]), bytes(self.bodies.get(sid, b""))
 

@@ -205,3 +205,55 @@ def test_h2load_2000_requests_multiplexed_10_deep_all_succeed(served: Served, pa
                          capture_output=True, text=True, timeout=120)
     assert re.search(r"status codes: 2000 2xx", out.stdout), out.stdout
     assert "2000 succeeded, 0 failed, 0 errored" in out.stdout
+
+
+def test_an_upload_to_an_app_that_does_not_read_is_held_within_the_windows(
+        start_server, tmp_path: Path, root: Path) -> None:
+    import os
+    import signal
+
+    from harness import _wait_for_growth
+
+    served = Served(start_server, tmp_path, root)
+    client = H2Client(served.port)
+    sid = client.request("/hold?tag=upload", method="POST", end=False)
+    while "holding upload" not in served.server.stderr:
+        _wait_for_growth(served.server.stderr_path, os.path.getsize(
+            served.server.stderr_path), 0.5)
+    sent, piece = 0, b"u" * 16384
+    while True:  # send while the server's windows let us; stop once it has none for 1 s
+        window = client.conn.local_flow_control_window(sid)
+        if window > 0:
+            client.conn.send_data(sid, piece[:window])
+            client.flush()
+            sent += min(window, len(piece))
+            continue
+        client.sock.settimeout(1.0)
+        try:
+            data = client.sock.recv(65536)
+        except TimeoutError:
+            break  # no WINDOW_UPDATE came: the server holds what it took
+        for event in client.conn.receive_data(data):
+            client._note(event)
+        client.flush()
+        assert sent < 8 * 1024 * 1024, "the server kept reopening its window"
+    # The worker's request window (1 MiB) and the stream's (256 KiB), nothing more.
+    assert 256 * 1024 <= sent <= 1024 * 1024 + 256 * 1024 + 65536, sent
+    for pid in served.server.worker_pids():
+        os.kill(pid, signal.SIGUSR1)
+    status, body = client.response(sid)
+    assert (status, body) == (200, b"released")
+    assert client.resets.get(sid) == 0  # then NO_ERROR: the rest of the upload is not wanted
+    client.close()
+
+
+def test_a_stream_in_flight_finishes_when_the_server_stops(served: Served) -> None:
+    import signal
+
+    client = H2Client(served.port)
+    sid = client.request("/slow?ms=500")
+    served.server.wait_event(lambda e: e["event"] == "server.started")
+    served.server.signal(signal.SIGTERM)
+    assert client.response(sid) == (200, b"slow done")
+    client.wait_closed()
+    assert client.goaway is not None and client.goaway.error_code == 0
