@@ -179,3 +179,24 @@ def test_a_large_frame_in_small_pieces_costs_about_what_it_costs_whole() -> None
         return best
 
     assert cost(pieces) < 20 * cost([wire])
+
+
+def test_a_descriptors_filesystem_is_read_from_the_descriptor_and_fuse_is_never_sent(
+    tmp_path,
+) -> None:
+    """FUSE's reads are answered by a user-space process, which a worker can be (in a user
+    namespace of its own): `sendfile` from it could stall the listener's one loop. No FUSE
+    mount here, so this checks the pieces: fstatfs through the descriptor, and the list."""
+    fd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        assert descriptors.filesystem_type(fd) == 0x9FA0  # PROC_SUPER_MAGIC
+        assert descriptors.user_filesystem(fd) is None
+    finally:
+        os.close(fd)
+    assert descriptors.USER_FILESYSTEMS[0x65735546] == "FUSE"  # FUSE_SUPER_MAGIC
+    (tmp_path / "f").write_bytes(b"0123456789")
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert check_file(fd, 0, 10) is None  # an ordinary file on an ordinary filesystem
+    finally:
+        os.close(fd)

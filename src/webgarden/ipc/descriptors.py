@@ -23,12 +23,15 @@ Rules (the server never opens a file by a path, pid or descriptor number a worke
   ancillary data but SCM_RIGHTS; anything else is a violation;
 * every descriptor received is closed unless it is used (the caller closes what
   `received_fds` returns when `read_message` raises);
-* the descriptor is checked before use (`listener.sendfile.check_file`).
+* the descriptor is checked before use (`listener.sendfile.check_file`), its filesystem
+  too: a file on FUSE (`USER_FILESYSTEMS`) is never sent zero-copy.
 """
 
 from __future__ import annotations
 
 import array
+import ctypes
+import os
 import socket
 import struct
 
@@ -43,6 +46,30 @@ DATA_SPACE = MESSAGE.size + 1
 ANCILLARY_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 #: Flags for recvmsg: descriptors arrive close-on-exec, never inherited by a child.
 RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+
+#: Filesystems whose reads a user-space process answers (`statfs` f_type): FUSE, which an
+#: unprivileged user may mount in a user namespace of its own. A read there blocks for as
+#: long as that process likes, and `sendfile` on the listener's one loop would stop every
+#: pool: the worker reads such files itself, and the listener refuses their descriptors.
+USER_FILESYSTEMS = {0x65735546: "FUSE"}
+#: Room for `struct statfs` (120 bytes on 64-bit Linux); its first field is f_type.
+_STATFS_SIZE = 256
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def filesystem_type(fd: int) -> int:
+    """The `statfs` magic number of the filesystem `fd` is on (os has no fstatfs)."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    if _libc.fstatfs(fd, buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+
+
+def user_filesystem(fd: int) -> str | None:
+    """The name of the user-served filesystem `fd` is on (see USER_FILESYSTEMS), or None."""
+    return USER_FILESYSTEMS.get(filesystem_type(fd))
 
 
 def encode(sid: int) -> bytes:

@@ -25,6 +25,7 @@ import os
 import stat
 from collections.abc import Callable
 
+from webgarden.ipc.descriptors import user_filesystem
 from webgarden.listener.roles import Client
 
 STEP = 1024 * 1024
@@ -47,6 +48,12 @@ def check_file(fd: int, offset: int, count: int) -> str | None:
         return "the descriptor is not open for reading"
     if not stat.S_ISREG(info.st_mode):
         return "the descriptor is not a regular file"
+    try:
+        served = user_filesystem(fd)
+    except OSError as exc:
+        return f"the descriptor's filesystem cannot be examined ({exc.strerror})"
+    if served is not None:  # its reads could stall the loop for as long as its server likes
+        return f"the file is on {served}, whose reads a process of the worker's may hold"
     if offset < 0 or count <= 0 or offset + count > info.st_size:
         return f"{count} bytes at offset {offset} are not inside the file ({info.st_size} bytes)"
     return None

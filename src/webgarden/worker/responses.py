@@ -25,6 +25,7 @@ import stat
 from webgarden import SERVER_NAME
 from webgarden.compression import CompressionRules, negotiate
 from webgarden.ipc import messages
+from webgarden.ipc.descriptors import user_filesystem
 from webgarden.ipc.frames import MAX_CHUNK
 
 HOP_BY_HOP = frozenset(
@@ -176,7 +177,7 @@ def file_extent(fd: int, offset: int, content_length: int) -> int | None:
     """Bytes to send of the open file `fd` from `offset` (at most `content_length` when it
     is not -1), or None when `fd` is not a regular file (the host then reads it instead)."""
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        return None
+    if not stat.S_ISREG(info.st_mode) or user_filesystem(fd) is not None:
+        return None  # FUSE too: the listener refuses it (its reads could stall its loop)
     count = max(info.st_size - offset, 0)
     return count if content_length < 0 else min(count, content_length)
