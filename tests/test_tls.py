@@ -381,3 +381,14 @@ def test_ssl_flags_bits_that_are_not_enforced_are_named_at_load(tmp_path) -> Non
     assert not [u for u in loads(text).unsupported if u.attribute == "sslFlags"]
     named = loads(text.replace('sslFlags="3"', 'sslFlags="35"')).unsupported
     assert [u.value for u in named if u.attribute == "sslFlags"] == ["35"]
+
+
+def test_no_key_reaches_a_worker_neither_descriptor_nor_path(site) -> None:
+    done = site.curl("a.test", "/descriptors")
+    seen = json.loads(done.stdout)
+    everything = json.dumps(seen)
+    assert str(site.store) not in everything  # no path of the store, anywhere
+    assert "webgarden-cert" not in everything  # no memfd a key was loaded from
+    assert "PRIVATE KEY" not in everything
+    assert all(fd.startswith(("/dev/null", "socket:", "pipe:")) or fd.endswith(".log")
+               for fd in seen["fds"]), seen["fds"]  # its sockets, pipes and stderr only

@@ -1,11 +1,29 @@
 """What an app sees of TLS: the scheme and the client certificate (WSGI and ASGI)."""
 
+import contextlib
 import json
+import os
+from pathlib import Path
 
 KEYS = ("wsgi.url_scheme", "HTTPS", "SSL_CLIENT_CERT", "SSL_CLIENT_VERIFY", "HTTP_HOST")
 
 
+def _descriptors():
+    """What each of this worker's descriptors is (a hostile app looking for keys)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
 def application(environ, start_response):
+    if environ["PATH_INFO"] == "/descriptors":
+        body = json.dumps({"fds": _descriptors(), "environ": sorted(map(str, environ.values())),
+                           "env": sorted(os.environ.values()),
+                           "cmdline": Path("/proc/self/cmdline").read_text()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
     body = json.dumps({k: environ.get(k) for k in KEYS}).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
