@@ -64,6 +64,7 @@ def root(shared_tmp: Path) -> Path:
     (www / "hello.txt").write_text("static hello\n")
     (www / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB: past every window
     (www / "page.html").write_text("<p>compress me</p>\n" * 500)
+    (www / "mid.bin").write_bytes(bytes(range(7, 256)) * 800)  # 199 KB: cached, past 64 KiB
     return www
 
 
@@ -141,6 +142,8 @@ def test_request_and_response_bodies_larger_than_the_windows(served: Served, tmp
     assert len(out.stdout) == 5_000_000
     out = served.curl("/big.bin")
     assert out.stdout == bytes(range(256)) * 4096  # a file read under flow control
+    for _ in range(4):  # from the file, then from the cache (fast path): past the window
+        assert served.curl("/mid.bin").stdout == bytes(range(7, 256)) * 800
     with httpx.Client(http1=False, http2=True, base_url=served.url) as client:
         assert client.post("/echo", content=upload).content == upload
 

@@ -395,7 +395,7 @@ class H2Stream:
         self.ex: Exchange | None = None
         self.head: list[tuple[bytes, bytes]] | None = None  # HEADERS to send
         self.head_sent = False
-        self.pending: collections.deque[bytes] = collections.deque()
+        self.pending: collections.deque[bytes | memoryview] = collections.deque()
         self.pending_size = 0
         self.file: FileSender | None = None
         self.ending = False  # the exchange is complete: END_STREAM after what is pending
@@ -432,7 +432,9 @@ class H2Stream:
         connection = self.connection
         self.head = [*connection.prepared.get(entry.head), (b"date", connection.date()[1]),
                      *connection.extra_headers]
-        body = entry.tail[2:]  # the tail is the empty line, then the body
+        # The tail is the empty line, then the body: a view, so a hundred streams waiting
+        # for their windows share the entry's bytes instead of copying them.
+        body = memoryview(entry.tail)[2:]
         if body:
             self.pending.append(body)
             self.pending_size = len(body)
