@@ -323,11 +323,23 @@ def test_handshake_failures_are_logged_at_most_a_bounded_number_per_window() -> 
     assert events[-1][1]["reason"] == "no certificate for the server name"
 
 
+def test_a_store_file_whose_certificate_does_not_name_its_host_is_said(site) -> None:
+    cert, key, _ = site.ca.leaf(["other.test"])
+    mark = site.install("c.test.pem", cert, key)
+    event = site.wait_file_event("tls.certificate_name_mismatch", "c.test.pem", mark)
+    assert event["host"] == "c.test" and event["names"] == ["other.test"]
+
+
 def test_central_store_file_names_are_host_names() -> None:
     assert certstore.host_of("www.example.com.pem") == "www.example.com"
     assert certstore.host_of("_.example.com.pem") == "*.example.com"
     assert certstore.host_of("WWW.Example.COM.PEM") == "www.example.com"
     assert certstore.host_of("notes.txt") is None
+    assert certstore.covers(("a.example.com",), "a.example.com")
+    assert certstore.covers(("*.example.com",), "a.example.com")
+    assert not certstore.covers(("*.example.com",), "a.b.example.com")
+    assert certstore.covers(("*.example.com",), "*.example.com")
+    assert not certstore.covers(("a.example.com",), "*.example.com")
 
 
 def test_websockets_work_over_tls(start_server, tmp_path) -> None:

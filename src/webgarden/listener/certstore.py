@@ -85,6 +85,17 @@ def host_of(filename: str) -> str | None:
     return name or None
 
 
+def covers(names: tuple[str, ...], host: str) -> bool:
+    """Whether a certificate for `names` is valid for `host` (a store file's name, which
+    may be a wildcard itself): an exact name, or a wildcard for the left-most label."""
+    if host in names:
+        return True
+    if host.startswith("*."):
+        return False
+    parent = host.partition(".")[2]
+    return bool(parent) and f"*.{parent}" in names
+
+
 def read_pem(path: str) -> bytes:
     """The file's bytes, read through one descriptor that is checked first."""
     try:

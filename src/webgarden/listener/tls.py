@@ -315,6 +315,10 @@ class CertStore:
             host = certstore.host_of(filename)
             if host is not None:
                 self.central[host] = cert
+                if not certstore.covers(cert.names, host):
+                    # Served as named, but clients will refuse it: say so now.
+                    self.emit("tls.certificate_name_mismatch", file=path, host=host,
+                              names=list(cert.names))
         if directory in self.hash_dirs:
             for key in [k for k, c in self.by_hash.items() if c.path == path]:
                 del self.by_hash[key]  # renewed: a new thumbprint
