@@ -29,11 +29,11 @@ Theory of operation:
   connection leaves unanswered. Bytes written are counted here (`sent`); a response's
   sc-bytes is what was written since the previous one ended.
 
-Other protocols: an HTTP/2 connection will be a sibling adapter (h2 instead of the core)
-that makes one `Exchange` per stream from the same `RequestHead` and implements the same
-`roles.Client` for it, with the stream's own write and flow; a WebSocket upgrade hands the
-connection's bytes to the upgraded exchange. Neither touches routing (`_start`), the pool
-queue, the cache or the logs.
+Other protocols: HTTP/2 is a sibling adapter (`http2.py`, h2 instead of the core) that
+makes one `Exchange` per stream from the same `RequestHead` and implements the same
+`roles.Client` for it (`H2Stream`), with the stream's own write and flow; `negotiate.py`
+picks which adapter serves a connection. A WebSocket upgrade hands the connection's bytes
+to the upgraded exchange. None of them routes: `dispatch.start` does, for all.
 
 WebSockets (`websocket.py` has the rules): a head that asks for an upgrade is checked in
 `_upgrade` (a bad handshake is refused after routing, so the site's log has it); a good

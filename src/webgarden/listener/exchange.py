@@ -31,8 +31,9 @@ Other protocols: the request side is protocol-free already (a `RequestHead`, bod
 chunks, an end). On the response side, heads travel as HTTP/1.1 header blocks (how the
 worker, the cache and static files express them) and `frame` with the three writers
 (`on_response_head`, `on_response_body`, `fail`) turn them into HTTP/1.1 bytes. An HTTP/2
-stream replaces exactly that step, in its own `roles.Client`: HEADERS from the block,
-DATA and END_STREAM instead of Content-Length or chunks, no `Connection` line. A
+stream replaces exactly that step, in its own `roles.Client` (`http2.H2Stream`): HEADERS
+from the block, DATA and END_STREAM instead of Content-Length or chunks, no `Connection`
+line. Its exchange's version is "HTTP/2", for which the framer never chunks. A
 WebSocket upgrade ends the exchange with its 101 and hands the connection's bytes to a
 frame codec. The states, the queue, the cache and the logs do not change.
 """
