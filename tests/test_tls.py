@@ -404,3 +404,25 @@ def test_no_key_reaches_a_worker_neither_descriptor_nor_path(site) -> None:
     assert "PRIVATE KEY" not in everything
     assert all(fd.startswith(("/dev/null", "socket:", "pipe:")) or fd.endswith(".log")
                for fd in seen["fds"]), seen["fds"]  # its sockets, pipes and stderr only
+
+
+def test_a_port_cannot_turn_from_https_to_http_by_a_reload(site) -> None:
+    config = site.tmp / "applicationHost.config"
+    text = config.read_text()
+    config.write_text(text.replace('protocol="https"', 'protocol="http"').replace(
+        ' sslFlags="3"', ""))
+    mark = len(site.server.events())
+    site.server.signal(signal.SIGHUP)
+    event = site.server.wait_event(lambda e: e["event"] == "config.rejected", after=mark)
+    assert "cannot change between http and https" in event["error"]
+    assert site.curl("a.test").returncode == 0  # still https, as before
+
+
+def test_a_client_without_sni_gets_a_handshake_failure_from_a_central_store_binding(site
+                                                                                     ) -> None:
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{site.tls_port}",
+                           "-noservername"], input="", capture_output=True, text=True,
+                          timeout=30)
+    assert "handshake failure" in done.stderr or "alert" in done.stderr, done.stderr
+    site.server.wait_event(lambda e: e["event"] == "tls.handshake_failed"
+                           and e.get("server_name") == "-")

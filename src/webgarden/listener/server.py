@@ -141,6 +141,11 @@ class Listener:
     def prepare(self, config: ServerConfig) -> dict[tuple[str, int], socket.socket]:
         """Bind what a new configuration adds, changing nothing else (BindError: nothing opened)."""
         opened: dict[tuple[str, int], socket.socket] = {}
+        for key in sorted(self.wanted(config) & set(self.servers)):
+            if (key in self.endpoints) != bool(_https_bindings(config, key)):
+                # Its listening socket serves one or the other: say it, change nothing.
+                raise BindError(f"{key[0]}:{key[1]} cannot change between http and https "
+                                "while the server runs: restart it, or use another port")
         self._next_certs = _loaded_certs(config, self.emit)
         try:
             for key in sorted(self.wanted(config) - set(self.sockets)):
