@@ -20,6 +20,10 @@ Theory of operation:
   context's SSLObject class, and written to the event log as `tls.handshake_failed` with
   the port and the reason, at most `FAILURE_EVENTS` per `FAILURE_WINDOW` seconds; the rest
   are counted and the count written once the window ends (no log flood).
+  uvloop drops the connection on a failed handshake without sending what OpenSSL wrote,
+  so the alert would never leave: when an alert is pending, `do_handshake` answers "want
+  read" once (the loop sends it), and raises the failure at the next call (the client
+  hangs up on the alert, or the handshake timeout ends the connection).
 * ALPN: `ALPN_PROTOCOLS` is the one list every context advertises. The connection reads
   `ssl_object.selected_alpn_protocol()` in `connection_made` (`Session.alpn`) to pick the
   protocol that serves it (`negotiate.Chooser`: "h2" is HTTP/2).
