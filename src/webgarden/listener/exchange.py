@@ -1,7 +1,7 @@
 """One request and its response as the listener carries them between client and worker.
 
-An `Exchange` is made from a parsed `RequestHead` (by the HTTP/1.1 adapter today; by an
-HTTP/2 stream or a WebSocket upgrade later: they produce the same calls). It is routed,
+An `Exchange` is made from a parsed `RequestHead` (by the HTTP/1.1 adapter, for a plain
+request or a WebSocket upgrade, and by an HTTP/2 stream: they produce the same calls). It is routed,
 queued in its pool, then attached to a worker stream; its body flows to the worker within
 the stream's credit, and the worker's response flows back to the client. Its life is the
 state machine of `lifecycle.py`; framing and keep-alive are decided by
@@ -34,8 +34,12 @@ worker, the cache and static files express them) and `frame` with the three writ
 stream replaces exactly that step, in its own `roles.Client` (`http2.H2Stream`): HEADERS
 from the block, DATA and END_STREAM instead of Content-Length or chunks, no `Connection`
 line. Its exchange's version is "HTTP/2", for which the framer never chunks. A
-WebSocket upgrade ends the exchange with its 101 and hands the connection's bytes to a
-frame codec. The states, the queue, the cache and the logs do not change.
+WebSocket upgrade (`listener/websocket.py`) stays one exchange for its whole life: its
+request body is the client's bytes after the handshake, its response the 101
+(`open_tunnel`) and then the worker's frames written as they are, until the worker's END
+(the close handshake) or the client leaving; a lost worker leaves it a 1011 close frame.
+It is RESPONDING all along and DONE at the end, when it is logged: one line per socket.
+The states, the queue, the cache and the logs do not change.
 """
 
 from __future__ import annotations
