@@ -248,7 +248,9 @@ def test_a_websocket_outlives_a_recycle_then_gets_1012_after_shutdown_time_limit
         assert caught.value.rcvd is not None and caught.value.rcvd.code == 1012
     exit_event = configured.wait_event(lambda e: e["event"] == "worker.exit"
                                        and e["pid"] == old, after=before)
-    assert exit_event.get("code", 0) == 0, exit_event  # it stopped; it was not killed
+    assert exit_event.get("code") == 0, exit_event  # it stopped; it was not killed
+    assert not [e for e in configured.events()[before:]
+                if e["event"] == "worker.shutdown_timeout"]
 
 
 def test_a_crashed_workers_socket_gets_1011(server) -> None:
