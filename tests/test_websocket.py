@@ -317,6 +317,27 @@ def test_an_upgrade_whose_worker_dies_before_accepting_is_sent_to_another(
     assert result == [ready_pid(server, after=before, not_pid=first)]
 
 
+def test_upgrades_wait_in_the_pools_queue_and_past_it_get_503(start_server) -> None:
+    server = start_server("wsapp:app", "--asgi-concurrency", "1", "--queue-length", "10")
+    request = (f"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    with connect(ws_url(server, "/echo")) as first:  # the worker's one slot
+        waiting = [_socket(server.port) for _ in range(10)]
+        try:
+            for sock in waiting:
+                sock.sendall(request)
+            wait_for(lambda: len(_queued(server)), lambda n: n == 10,
+                     Path(server.event_log), timeout=20)
+            answer = raw_request(server.port, request)
+            assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After" in answer
+            first.send("still")
+            assert first.recv(timeout=10) == "still"
+        finally:
+            for sock in waiting:
+                sock.close()
+
+
 def test_the_app_closing_with_a_code_and_an_app_error_reach_the_client(server) -> None:
     with connect(ws_url(server, "/echo")) as ws:
         ws.send("close 4001")
