@@ -260,3 +260,15 @@ def test_a_stream_in_flight_finishes_when_the_server_stops(served: Served) -> No
     assert client.response(sid) == (200, b"slow done")
     client.wait_closed()
     assert client.goaway is not None and client.goaway.error_code == 0
+
+
+def test_an_idle_http2_connection_is_closed_at_connection_timeout(
+        start_server, tmp_path: Path, root: Path) -> None:
+    served = Served(start_server, tmp_path, root,
+                    limits=f'{H2C} connectionTimeout="00:00:02"')
+    client = H2Client(served.port)
+    assert client.response(client.request("/hello")) == (200, b"Hello, World!")
+    client.wait_closed(timeout=10)  # GOAWAY, then the close, once idle for 2 s
+    assert client.goaway is not None and client.goaway.error_code == 0
+    served.server.wait_event(lambda e: e["event"] == "httperr"
+                             and e["reason"] == "Timer_ConnectionIdle")
