@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from websockets.sync.client import connect
 
 from harness import ServerProcess, free_port, raw_request
 from test_access_log import wait_for
+from tlscerts import CertAuthority, write_pem
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example key
 CONFIG = """<configuration>
@@ -420,3 +422,38 @@ def test_invalid_utf8_in_a_small_text_frame_closes_with_1007(server) -> None:
     rest = data.partition(b"\r\n\r\n")[2]
     close = rest.rindex(b"\x88")  # the last frame: a close, after "ok" if the app was quick
     assert rest[close + 2:close + 4] == (1007).to_bytes(2, "big"), rest
+
+
+TLS_CONFIG = """<configuration>
+  <system.applicationHost>
+    <centralCertProvider enabled="true" physicalPath="{store}" />
+    <applicationPools><add name="P" startMode="AlwaysRunning" /></applicationPools>
+    <sites>
+      <site name="secure" id="1">
+        <bindings>
+          <binding protocol="https" bindingInformation="127.0.0.1:{port}:" sslFlags="3" />
+        </bindings>
+        <application path="/" applicationPool="P" app="wsapp:app" />
+      </site>
+    </sites>
+  </system.applicationHost>
+</configuration>
+"""
+
+
+def test_a_websocket_over_tls_is_wss_to_the_app(start_server, tmp_path: Path) -> None:
+    ca = CertAuthority(tmp_path / "ca")
+    store = tmp_path / "store"
+    store.mkdir()
+    cert, key, _ = ca.leaf(["localhost"])
+    write_pem(store / "localhost.pem", cert, key)
+    port = free_port()
+    config = tmp_path / "applicationHost.config"
+    config.write_text(TLS_CONFIG.format(store=store, port=port))
+    start_server("serve", "-c", str(config))
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    with connect(f"wss://localhost:{port}/scope", ssl=context) as ws:
+        scope = json.loads(ws.recv(timeout=10))
+        ws.send("over tls")
+        assert ws.recv(timeout=10) == "over tls"
+    assert scope["scheme"] == "wss"
