@@ -82,9 +82,12 @@ class Http2Connection(asyncio.Protocol):
         self.listener = listener
         self.port = port
         limits = listener.head_limits
+        # h2 validates what the client sends (pseudo-headers, names, values); our own
+        # heads are checked where they are made (`http2_core.response_headers`), and
+        # split cookies are joined by `http2_core.request_head`.
         self.h2 = h2c = H2Connection(H2Configuration(
             client_side=False, header_encoding=None, validate_outbound_headers=False,
-            normalize_outbound_headers=False))
+            normalize_outbound_headers=False, normalize_inbound_headers=False))
         header_list = limits.max_request + limits.max_field
         config_limits = listener.config.limits
         h2c.local_settings = Settings(client=False, initial_values={
