@@ -36,9 +36,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) scripts/import_cycles.py src/webgarden
 
-# Side by side with nginx, uvicorn, granian and gunicorn (needs wrk and nginx): about 9
-# minutes. One suite alone: make bench SUITE=run|static|process_model|websocket ARGS="--rounds 5"
-SUITE ?= run static process_model websocket
+# Side by side with nginx, uvicorn, granian and gunicorn (needs wrk, nginx and h2load): about
+# 10 minutes. One suite alone: make bench SUITE=run|static|process_model|websocket|http2|tls
+# ARGS="--rounds 5"
+SUITE ?= run static process_model websocket http2
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	for suite in $(SUITE); do $(PY) bench/$$suite.py $(ARGS) || exit 1; done
