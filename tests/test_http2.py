@@ -272,3 +272,11 @@ def test_an_idle_http2_connection_is_closed_at_connection_timeout(
     assert client.goaway is not None and client.goaway.error_code == 0
     served.server.wait_event(lambda e: e["event"] == "httperr"
                              and e["reason"] == "Timer_ConnectionIdle")
+
+
+def test_a_file_the_worker_hands_over_is_sent_in_data_frames(served: Served, root: Path
+                                                            ) -> None:
+    # wsgi.file_wrapper: the worker passes its open file (SCM_RIGHTS); over HTTP/2 the
+    # listener reads it under flow control instead of sendfile.
+    out = served.curl(f"/file?path={root / 'big.bin'}", "-w", "%{http_version}")
+    assert out.stdout == bytes(range(256)) * 4096 + b"2"
