@@ -172,6 +172,18 @@ def test_a_message_over_receive_buffer_limit_closes_with_1009(configured) -> Non
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 1009
 
 
+def test_a_compressed_message_that_inflates_past_the_limit_closes_with_1009(
+        configured) -> None:
+    with connect(ws_url(configured, "/echo")) as ws:  # permessage-deflate negotiated
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+        ws.send("z" * 60_000)  # within 64 KiB once inflated
+        assert ws.recv(timeout=10) == "z" * 60_000
+        ws.send("z" * (8 * 1024 * 1024))  # a few KiB on the wire, 8 MiB inflated
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=10)
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1009
+
+
 def test_pings_are_answered_and_the_server_pings_an_idle_socket(configured) -> None:
     with connect(ws_url(configured, "/echo")) as ws:
         assert ws.ping(b"client").wait(10)  # the worker's pong

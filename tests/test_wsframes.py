@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import Message, TextMessage
+from wsproto.events import CloseConnection, Message, TextMessage
+from wsproto.extensions import PerMessageDeflate
 
-from webgarden.worker.wsframes import idle, small_frame, small_frames, unmask
+from webgarden.worker.wsframes import BoundedDeflate, idle, small_frame, small_frames, unmask
 
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -61,3 +62,33 @@ def test_wsproto_is_idle_only_between_messages() -> None:
     ws.receive_data(masked(0x81, b"partial")[:5])  # half a frame buffered
     list(ws.events())
     assert not idle(ws)
+
+
+def _deflate_pair(limit: int) -> tuple[Connection, Connection]:
+    """A client and a server that agreed on permessage-deflate (the server's bounded)."""
+    offer = PerMessageDeflate()
+    server_ext = BoundedDeflate(limit)
+    answer = server_ext.accept(offer.offer())
+    assert answer is not None and answer is not False
+    offer.finalize(answer if isinstance(answer, str) else "")
+    return (Connection(ConnectionType.CLIENT, [offer]),
+            Connection(ConnectionType.SERVER, [server_ext]))
+
+
+def test_a_deflate_bomb_is_refused_with_1009_without_inflating_it() -> None:
+    client, server = _deflate_pair(64 * 1024)
+    bomb = client.send(Message(data=b"\x00" * (64 * 1024 * 1024)))  # 64 MiB of zeros
+    assert len(bomb) < 100_000  # a few dozen KiB on the wire
+    server.receive_data(bomb)
+    events = list(server.events())
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1009
+    inflated = sum(len(e.data) for e in events if isinstance(e, Message))
+    assert inflated <= 64 * 1024 + 1
+
+
+def test_compressed_messages_within_the_limit_inflate_whole() -> None:
+    client, server = _deflate_pair(64 * 1024)
+    for text in ("short", "long " * 10_000):
+        server.receive_data(client.send(Message(data=text)))
+        got = "".join(e.data for e in server.events() if isinstance(e, TextMessage))
+        assert got == text

@@ -67,7 +67,6 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 
 from webgarden.ipc import frames, messages
@@ -75,7 +74,7 @@ from webgarden.ipc.flow_control import CONTROL_SLACK, REQUEST_WINDOW
 from webgarden.ipc.frames import FLAG_END, MAX_CHUNK, FrameType
 from webgarden.worker.channel import Channel, Stream
 from webgarden.worker.responses import ClientDisconnected, check_head
-from webgarden.worker.wsframes import SMALL, idle, small_frame, small_frames
+from webgarden.worker.wsframes import SMALL, BoundedDeflate, idle, small_frame, small_frames
 
 log = logging.getLogger("webgarden.worker")
 
@@ -300,7 +299,7 @@ class Socket:
         offers = [o.strip() for name, value in head.headers
                   if name.lower() == b"sec-websocket-extensions"
                   for o in value.decode("latin-1").split(",") if o.strip()]
-        deflate = PerMessageDeflate()
+        deflate = BoundedDeflate(self.max_message)
         accepted = server_extensions_handshake(offers, [deflate]) if offers else None
         headers = [(n.decode("latin-1"), v.decode("latin-1"))
                    for n, v in message.get("headers") or ()
