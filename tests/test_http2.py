@@ -280,3 +280,24 @@ def test_a_file_the_worker_hands_over_is_sent_in_data_frames(served: Served, roo
     # listener reads it under flow control instead of sendfile.
     out = served.curl(f"/file?path={root / 'big.bin'}", "-w", "%{http_version}")
     assert out.stdout == bytes(range(256)) * 4096 + b"2"
+
+
+def test_a_client_that_stops_reading_for_a_while_gets_its_responses_whole(served: Served
+                                                                          ) -> None:
+    # Windows wide open, then the client reads nothing for a moment: the server's socket
+    # buffer fills (pause_writing), its streams stop crediting their workers, and when the
+    # socket drains they must pay back what they owe, or the workers' windows shrink to
+    # nothing and the responses stall.
+    import time
+
+    client = H2Client(served.port, settings={SettingCodes.INITIAL_WINDOW_SIZE: 2**30},
+                      connection_window=2**30)
+    sids = [client.request("/big?size=20000000") for _ in range(2)]
+    client.wait(lambda: all(len(client.bodies.get(s, b"")) > 1_000_000 for s in sids))
+    for _ in range(3):  # stop, read a little, stop again
+        time.sleep(0.3)  # reads nothing: how a client makes the server's socket buffer fill
+        for _ in range(50):
+            client.read_once()
+    client.wait(lambda: all(s in client.ended for s in sids), timeout=60)
+    assert [len(client.bodies[s]) for s in sids] == [20_000_000] * 2
+    client.close()

@@ -186,8 +186,7 @@ class Http2Connection(asyncio.Protocol):
             return
         self.transport.resume_reading()
         for sid, stream in self.streams.items():
-            stream.paused_writing = stream.pending_size >= PENDING_LOW
-            self.dirty[sid] = stream
+            self.dirty[sid] = stream  # sends, and pays its worker what it owes (`send_ready`)
         self.flush()
 
     # -- h2's events --------------------------------------------------------------------
