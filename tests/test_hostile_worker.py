@@ -12,6 +12,7 @@ tests run as root (the workers then run as nobody), else mode 000.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -213,3 +214,28 @@ def test_a_child_that_keeps_writing_to_the_stack_pipe_leaves_nothing_in_the_serv
         assert pipe not in held
     finally:
         os.kill(stray["child"], signal.SIGKILL)
+
+
+def test_a_worker_that_repeats_its_load_failure_is_stopped_at_the_second(
+    tmp_path: Path,
+) -> None:
+    """ABORT on stream 0 (a load failure) comes once: a worker flooding it before READY
+    would write an event line for each; the second is a violation, and the worker goes."""
+    import subprocess
+    import sys
+
+    from harness import APPS
+
+    log = tmp_path / "events.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "webgarden", "run", "hostile_abort:application",
+         "--spawn-method", "direct", "--bind", "127.0.0.1:0",
+         "--control", str(tmp_path / "c.sock"), "--event-log", str(log)],
+        cwd=str(APPS), env={**os.environ, "PYTHONPATH": str(APPS)},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0  # its application never loaded
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    failures = [e for e in events if e["event"] == "worker.load_failed"]
+    violations = [e for e in events if e["event"] == "worker.violation"]
+    assert len(failures) == 1 and failures[0]["error"] == "flood 0", failures[:3]
+    assert [v["reason"] for v in violations] == ["second-load-failure"]

@@ -233,3 +233,15 @@ def test_an_event_out_of_order_is_an_illegal_transition_naming_state_and_event()
     sup, (wid,) = started_pool(Policy())
     with pytest.raises(IllegalTransition, match=r"Ready.*'ready'"):
         sup.handle(Ready(wid), 0.0)
+
+
+def test_a_worker_given_up_after_it_said_its_load_failed_fails_the_start() -> None:
+    """Its load failure came first (then a violation, or startupTimeLimit): the pool does
+    not respawn it for ever while its server waits to start."""
+    sup = Supervisor(Policy())
+    (wid,) = spawns(sup.handle(Start(), 0.0))
+    sup.handle(Spawned(wid, 9), 0.0)
+    sup.handle(FailureCounted(wid, "violation"), 0.1)
+    actions = sup.handle(Exited(wid, -9, load_error="flood 0"), 0.1)
+    assert StartFailed("flood 0") in actions and spawns(actions) == []
+    assert classify(Member(WorkerState.STARTING, failed="violation"), "x") is ExitKind.LOAD_FAILURE

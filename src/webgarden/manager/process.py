@@ -292,6 +292,11 @@ class WorkerProcess:
             if self.said_ready and self.link is not None:
                 self.link.violate("late-load-failure", "ABORT on stream 0 after READY")
                 return
+            if self.load_error is not None and self.link is not None:
+                # A worker that failed to load says so once, and exits: each ABORT would be
+                # an event line, and one sent in a loop would fill the event log.
+                self.link.violate("second-load-failure", "a second ABORT on stream 0")
+                return
             self.load_error = reason[: messages.MAX_REASON]
             self.pool.events.emit(
                 "worker.load_failed", pool=self.pool.config.name, pid=self.pid,

@@ -100,13 +100,16 @@ class Member:
 
 
 def classify(member: Member, load_error: str | None) -> ExitKind:
-    """Why a worker ended, from what the supervisor knew of it when it exited."""
+    """Why a worker ended, from what the supervisor knew of it when it exited. A worker
+    that said its application failed to load did so, even if it was then given up (a
+    second ABORT is a violation): given up, a pool still starting would respawn it for
+    ever, and its server would never start nor stop."""
+    if load_error and not member.ever_ready:
+        return ExitKind.LOAD_FAILURE
     if member.failed is not None:
         return ExitKind.GIVEN_UP
     if member.retiring or member.state is WorkerState.DRAINING:
         return ExitKind.RETIRED
-    if load_error and not member.ever_ready:
-        return ExitKind.LOAD_FAILURE
     return ExitKind.CRASH
 
 
@@ -207,7 +210,7 @@ class Supervisor:
         member = self.members.pop(event.wid)
         kind = classify(member, event.load_error)
         ran = member.state in (WorkerState.STARTING, WorkerState.READY)
-        if kind in (ExitKind.CRASH, ExitKind.LOAD_FAILURE) and ran:
+        if kind in (ExitKind.CRASH, ExitKind.LOAD_FAILURE) and ran and member.failed is None:
             out.append(Emit("worker.crash", {"pid": member.pid, "iis_event": 5009,
                                              "code": event.code, "kind": kind.value}))
             self._count_failure(now, out)
