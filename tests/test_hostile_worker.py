@@ -239,3 +239,21 @@ def test_a_worker_that_repeats_its_load_failure_is_stopped_at_the_second(
     violations = [e for e in events if e["event"] == "worker.violation"]
     assert len(failures) == 1 and failures[0]["error"] == "flood 0", failures[:3]
     assert [v["reason"] for v in violations] == ["second-load-failure"]
+
+
+def test_a_worker_that_breaks_the_link_before_its_pool_was_ever_ready_fails_the_start(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from harness import APPS
+
+    result = subprocess.run(
+        [sys.executable, "-m", "webgarden", "run", "hostile_ready:application",
+         "--spawn-method", "direct", "--bind", "127.0.0.1:0",
+         "--control", str(tmp_path / "c.sock"), "--event-log", str(tmp_path / "e.jsonl")],
+        cwd=str(APPS), env={**os.environ, "PYTHONPATH": str(APPS)},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "given up before it was ready (violation)" in result.stderr

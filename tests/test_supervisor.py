@@ -245,3 +245,15 @@ def test_a_worker_given_up_after_it_said_its_load_failed_fails_the_start() -> No
     actions = sup.handle(Exited(wid, -9, load_error="flood 0"), 0.1)
     assert StartFailed("flood 0") in actions and spawns(actions) == []
     assert classify(Member(WorkerState.STARTING, failed="violation"), "x") is ExitKind.LOAD_FAILURE
+
+
+def test_a_worker_given_up_before_the_pool_was_ever_ready_fails_its_start() -> None:
+    """A hung import (startupTimeLimit) or a violation before READY, while the pool starts:
+    respawning it for ever kept the whole server from starting (and from a SIGTERM)."""
+    sup = Supervisor(Policy())
+    (wid,) = spawns(sup.handle(Start(), 0.0))
+    sup.handle(Spawned(wid, 9), 0.0)
+    sup.handle(FailureCounted(wid, "startupTimeLimit"), 90.0)
+    actions = sup.handle(Exited(wid, -9), 90.0)
+    assert spawns(actions) == [] and not any(isinstance(a, RespawnIn) for a in actions)
+    assert StartFailed("its worker was given up before it was ready (startupTimeLimit)") in actions

@@ -217,10 +217,15 @@ class Supervisor:
         failed_start = kind is not ExitKind.RETIRED and not member.ever_ready
         if failed_start:
             self.failed_starts += 1
-            if (kind is ExitKind.LOAD_FAILURE and not self.ever_ready
+            if (kind in (ExitKind.LOAD_FAILURE, ExitKind.GIVEN_UP) and not self.ever_ready
                     and self.state is PoolState.STARTING):
-                self.start_error = event.load_error
-                out.append(StartFailed(event.load_error or "the application did not load"))
+                # Given up (startupTimeLimit, a violation) before any worker was ready: it
+                # would be given up again, and respawning it for ever kept the whole server
+                # from starting, and from handling a SIGTERM.
+                reason = (event.load_error if kind is ExitKind.LOAD_FAILURE else
+                          f"its worker was given up before it was ready ({member.failed})")
+                self.start_error = reason
+                out.append(StartFailed(reason or "the application did not load"))
                 return
         if not self.members and self.state is PoolState.STOPPING:
             out.append(AllExited())
