@@ -35,6 +35,13 @@ def test_an_app_that_is_not_callable_is_one_clear_line_and_exit_2() -> None:
     ]
 
 
+def test_a_load_failure_cannot_send_escape_sequences_to_the_operators_terminal() -> None:
+    result = _run("run", "escape_import:app", "--bind", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "?[2J?[Hall is well?" in result.stderr
+
+
 def test_a_missing_attribute_and_a_malformed_spec_are_named() -> None:
     assert "has no attribute 'nothing'" in _run("run", "testapp:nothing", "--bind", "127.0.0.1:0").stderr
     assert "not of the form 'module:callable'" in _run("run", "testapp", "--bind", "127.0.0.1:0").stderr

@@ -16,6 +16,15 @@ import msgspec
 COUNT = struct.Struct(">I")
 #: Characters of a worker's or a template's reason kept for the event log.
 MAX_REASON = 2000
+#: C0 and C1 controls but tab and newline: a reason reaches the operator's terminal (the
+#: one-line startup error), where an escape sequence could rewrite what they read.
+_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+
+
+def reason_shown(text: str) -> str:
+    """A worker's or a template's reason as the server shows it: at most `MAX_REASON`
+    characters, with no control characters that a terminal would act on."""
+    return text[:MAX_REASON].translate(_CONTROLS)
 
 
 class Ready(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):

@@ -297,7 +297,7 @@ class WorkerProcess:
                 # an event line, and one sent in a loop would fill the event log.
                 self.link.violate("second-load-failure", "a second ABORT on stream 0")
                 return
-            self.load_error = reason[: messages.MAX_REASON]
+            self.load_error = messages.reason_shown(reason)
             self.pool.events.emit(
                 "worker.load_failed", pool=self.pool.config.name, pid=self.pid,
                 error=self.load_error,

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from webgarden.events import exit_fields
-from webgarden.ipc import spawn
+from webgarden.ipc import messages, spawn
 from webgarden.ipc.apps import app_argument
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ class Template:
             if not self.loaded.done():
                 self.loaded.set_result(message)
         elif isinstance(message, spawn.LoadFailed):
-            self._finish(TemplateLoadFailed(message.reason))
+            self._finish(TemplateLoadFailed(messages.reason_shown(message.reason)))
         elif isinstance(message, spawn.Unforkable):
             self.pool.spawn_directly(message.reason)
             self._finish(TemplateError(message.reason))
