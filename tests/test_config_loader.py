@@ -324,7 +324,7 @@ def test_every_default_is_a_value_its_own_attribute_accepts() -> None:
             assert kind.parse(kind.format(default)) == default, row.path
 
 
-def test_only_webgarden_s_python_attributes_are_marked_as_extensions() -> None:
+def test_only_webgarden_s_own_attributes_are_marked_as_extensions() -> None:
     extensions = {r.path for r in rows(Configuration, "configuration") if r.setting.extension}
     pools = "configuration/system.applicationHost/applicationPools/add"
     app = "configuration/system.applicationHost/sites/site/application"
@@ -334,5 +334,9 @@ def test_only_webgarden_s_python_attributes_are_marked_as_extensions() -> None:
                           f"{pools}/@asgiConcurrency", f"{app}/@lifespan",
                           f"{app}/@app", f"{app}/@interface",
                           "configuration/system.applicationHost/webLimits/@minTlsVersion",
+                          "configuration/system.applicationHost/webLimits"
+                          "/@allowUnderscoresInHeaders",
+                          "configuration/system.applicationHost/webLimits/@http2Cleartext",
+                          "configuration/system.webServer/webSocket/@pingTimeout",
                           "configuration/system.webServer/security/access"
                           "/@clientCertificateAuthorities"}
