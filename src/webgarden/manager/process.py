@@ -57,6 +57,8 @@ SOCKET_BUFFER = 1024 * 1024
 STACK_DUMP_WAIT = 2.0
 #: How long the worker's faulthandler may go on writing once its dump has begun, seconds.
 STACK_DUMP_GRACE = 0.1
+#: Timer handles a worker keeps before the fired and cancelled ones are dropped.
+TIMERS_BEFORE_PRUNING = 16
 #: Bytes of stack dump kept per worker.
 MAX_STACKS = 256 * 1024
 #: Bytes read from the stack pipe per loop turn: a pipe's default capacity.
@@ -130,8 +132,14 @@ class WorkerProcess:
         self.state = next_worker_state(self.state, event)
 
     def add_timer(self, handle: asyncio.TimerHandle) -> None:
-        """A timer that dies with the worker."""
-        self._timers.append(handle)
+        """A timer that dies with the worker. Timers that fired or were cancelled are
+        dropped now and then, so a worker that lives for months (two timers a ping) does
+        not keep every handle it ever had."""
+        timers = self._timers
+        if len(timers) >= TIMERS_BEFORE_PRUNING:
+            now = self.loop.time()
+            self._timers = timers = [t for t in timers if not t.cancelled() and t.when() > now]
+        timers.append(handle)
 
     async def spawn(self) -> None:
         template, self.template = self.template, None
@@ -192,7 +200,7 @@ class WorkerProcess:
             user=identity.user if identity else None, cpu=self.cpu,
             spawn="fork" if self.forked else "exec",
         )
-        self._timers.append(
+        self.add_timer(
             self.loop.call_later(pool.config.startup_time_limit, self._startup_expired)
         )
         # The link exists before the connection does: a forked worker can say READY within
@@ -360,7 +368,7 @@ class WorkerProcess:
         """pingingEnabled: every pingInterval a PING; no PONG within pingResponseTime fails it."""
         config = self.pool.config
         if config.pinging_enabled and self.state in (WorkerState.READY, WorkerState.DRAINING):
-            self._timers.append(self.loop.call_later(config.ping_interval, self._ping))
+            self.add_timer(self.loop.call_later(config.ping_interval, self._ping))
 
     def _ping(self) -> None:
         if self.link is None or self.link.closed or self.state is WorkerState.EXITED:
@@ -370,7 +378,7 @@ class WorkerProcess:
             self._ping_deadline = self.loop.call_later(
                 self.pool.config.ping_response_time, self._ping_failed
             )
-            self._timers.append(self._ping_deadline)
+            self.add_timer(self._ping_deadline)
         self._schedule_ping()
 
     def _ping_failed(self) -> None:
@@ -508,7 +516,7 @@ class WorkerProcess:
             # socket's life is the client's, so only the drain's deadline ends it.
             limit_ms = min(int(self.pool.config.shutdown_time_limit * 1000), 0xFFFFFFFF)
             self.link.send_control(FrameType.DRAIN, messages.count_payload(limit_ms))
-        self._timers.append(
+        self.add_timer(
             self.loop.call_later(self.pool.config.shutdown_time_limit, self._shutdown_expired)
         )
         self.stop_if_idle()
