@@ -36,13 +36,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) scripts/import_cycles.py src/webgarden
 
-# Side by side with nginx, uvicorn, granian and gunicorn (needs wrk, nginx and h2load): about
-# 10 minutes. One suite alone: make bench SUITE=run|static|process_model|websocket|http2|tls
-# ARGS="--rounds 5"
-SUITE ?= run static process_model websocket http2
+# Side by side with nginx, uvicorn, granian and gunicorn (needs wrk, nginx, h2load and
+# openssl): about 15 minutes. One suite alone:
+# make bench SUITE=run|asgi|static|process_model|websocket|http2|tls ARGS="--rounds 5"
+# (asgi is bench/run.py --suite asgi).
+SUITE ?= run asgi static process_model websocket http2 tls
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
-	for suite in $(SUITE); do $(PY) bench/$$suite.py $(ARGS) || exit 1; done
+	for suite in $(SUITE); do \
+	    case $$suite in asgi) cmd="bench/run.py --suite asgi";; *) cmd="bench/$$suite.py";; esac; \
+	    $(PY) $$cmd $(ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
