@@ -393,6 +393,8 @@ def test_ssl_flags_bits_that_are_not_enforced_are_named_at_load(tmp_path) -> Non
     assert not [u for u in loads(text).unsupported if u.attribute == "sslFlags"]
     named = loads(text.replace('sslFlags="3"', 'sslFlags="35"')).unsupported
     assert [u.value for u in named if u.attribute == "sslFlags"] == ["35"]
+    no_http2 = loads(text.replace('sslFlags="3"', 'sslFlags="7"')).unsupported  # 4: no h2
+    assert [u.value for u in no_http2 if u.attribute == "sslFlags"] == ["7"]
 
 
 def test_no_key_reaches_a_worker_neither_descriptor_nor_path(site) -> None:
