@@ -158,12 +158,12 @@ def make_content() -> Path:
 # --------------------------------------------------------------------------- servers
 
 
-def webgarden_config(port: int, www: Path, logs: Path) -> str:
+def webgarden_config(port: int, www: Path, logs: Path, appdir: Path) -> str:
     return f"""\
 <configuration>
   <system.applicationHost>
     <applicationPools>
-      <add name="BenchPool" startMode="AlwaysRunning">
+      <add name="BenchPool" startMode="AlwaysRunning" pythonPath="{appdir}">
         <processModel maxProcesses="1" />
       </add>
     </applicationPools>
@@ -190,7 +190,7 @@ def make_servers(content: Path) -> list[Server]:
         exe = find_tool("webgarden")
         head = [exe] if exe else [sys.executable, "-m", "webgarden"]
         config = tmp / "site.config"
-        config.write_text(webgarden_config(port, www, tmp / "logs"))
+        config.write_text(webgarden_config(port, www, tmp / "logs", appdir))
         os.chmod(config, 0o644)
         argv = [
             *head, "serve", "-c", str(config),

@@ -216,22 +216,29 @@ class Exchange:
             conn.write(CONTINUE)
             self.expect_continue = False
         upgrade = self.websocket
-        head = messages.RequestHead(
-            link.apps[self.app],
-            self.method,
-            self.target,
-            self.path,
-            self.script_name,
-            self.query,
-            self.version,
-            self.headers,
-            conn.client,
-            conn.server,
-            conn.scheme if upgrade is None else "wss" if conn.scheme == "https" else "ws",
-            REQUEST_WINDOW,
-            *(() if upgrade is None else upgrade.limits),
-            **(_PLAIN if conn.tls is None else _client_cert(conn.tls)),
-        )
+        if upgrade is None and conn.tls is None:  # the common case, without unpacking
+            head = messages.RequestHead(
+                link.apps[self.app], self.method, self.target, self.path, self.script_name,
+                self.query, self.version, self.headers, conn.client, conn.server,
+                conn.scheme, REQUEST_WINDOW,
+            )
+        else:
+            head = messages.RequestHead(
+                link.apps[self.app],
+                self.method,
+                self.target,
+                self.path,
+                self.script_name,
+                self.query,
+                self.version,
+                self.headers,
+                conn.client,
+                conn.server,
+                conn.scheme if upgrade is None else "wss" if conn.scheme == "https" else "ws",
+                REQUEST_WINDOW,
+                *(() if upgrade is None else upgrade.limits),
+                **(_PLAIN if conn.tls is None else _client_cert(conn.tls)),
+            )
         no_body = self.body_done and not self.body
         self.end_sent = no_body
         link.send(
