@@ -78,6 +78,32 @@ DESCRIPTOR_WAIT = 5.0
 UNBOUNDED = -1
 ENDED = -2
 
+#: The frame types the read loop tests, as plain ints (an IntEnum attribute per frame
+#: costs a class lookup; these compare equal to the members).
+_RESPONSE = int(FrameType.RESPONSE)
+_RESPONSE_BODY = int(FrameType.RESPONSE_BODY)
+_CREDIT = int(FrameType.CREDIT)
+_SENDFILE = int(FrameType.SENDFILE)
+_ABORT = int(FrameType.ABORT)
+
+#: Response-head blocks that passed `sound_response_head`, byte for byte: an app sends
+#: few distinct heads, and a set lookup costs less than the regex. Only bytes that passed
+#: are ever added, so a head is let through only if exactly these bytes passed the check;
+#: bounded (past it, heads are checked each time and not remembered).
+_SOUND_HEADS: set[bytes] = set()
+MAX_SOUND_HEADS = 1024
+
+
+def _sound(block: bytes) -> bool:
+    """`sound_response_head(block)`, remembering blocks that passed."""
+    if block in _SOUND_HEADS:
+        return True
+    if sound_response_head(block) is None:
+        return False
+    if len(_SOUND_HEADS) < MAX_SOUND_HEADS:
+        _SOUND_HEADS.add(block)
+    return True
+
 Violation = Callable[["WorkerLink", str, str], None]
 
 
@@ -111,7 +137,10 @@ class WorkerLink(asyncio.Protocol):
         self.closed = False
         self.violation: str | None = None  # the rule broken, once one is
         self._budget: dict[int, int] = {}  # sid -> body budget, once its head is in
-        self._window: dict[int, int] = {}  # sid -> response body bytes it may still send
+        # sid -> response body bytes it may still send; a stream in flight without an
+        # entry has its whole RESPONSE_WINDOW (entries are made by its first body or grant,
+        # so a response sent whole costs none).
+        self._window: dict[int, int] = {}
         self._fd_sock: socket.socket | None = None
         self._fds: dict[int, int] = {}  # sid -> a descriptor waiting for its SENDFILE
         self._files: dict[int, tuple[messages.SendFile, asyncio.TimerHandle]] = {}
@@ -168,12 +197,13 @@ class WorkerLink(asyncio.Protocol):
                                  f"frame type {ftype} for stream {sid}, which is not in flight")
                 return
             try:
-                if ftype == FrameType.RESPONSE:
+                if ftype == _RESPONSE:
                     if sid in budget:
                         self.violate("second-response-head", f"stream {sid}", sid)
                         return
                     head = messages.response_decoder.decode(payload)
-                    if sound_response_head(head.head) is None:
+                    block = head.head
+                    if block not in _SOUND_HEADS and not _sound(block):
                         self.violate("bad-response-head", f"stream {sid}: {head.head[:200]!r}",
                                      sid)
                         return
@@ -191,23 +221,24 @@ class WorkerLink(asyncio.Protocol):
                         budget[sid] = (head.content_length - len(head.body)
                                        if head.content_length >= 0 else UNBOUNDED)
                         ex.on_response_head(head, 0)
-                elif ftype == FrameType.RESPONSE_BODY:
+                elif ftype == _RESPONSE_BODY:
                     left = budget.get(sid)
                     if left != UNBOUNDED:
                         if left is None or left < 0 or len(payload) > left:
                             self._violate_body(sid, left)
                             return
                         budget[sid] = left - len(payload)
-                    room = window[sid] - len(payload)
+                    left_window = window.get(sid, RESPONSE_WINDOW)
+                    room = left_window - len(payload)
                     if room < -CONTROL_SLACK:
                         self.violate("beyond-window", f"stream {sid}: {len(payload)} bytes of "
-                                     f"body with {window[sid]} left of its window", sid)
+                                     f"body with {left_window} left of its window", sid)
                         return
                     window[sid] = room
                     ex.on_response_body(payload, flags & FLAG_END)
                     if flags & FLAG_END:
                         self.release(sid)
-                elif ftype == FrameType.CREDIT:
+                elif ftype == _CREDIT:
                     if budget.get(sid) == ENDED:
                         self.violate("frame-after-end", f"CREDIT on stream {sid}", sid)
                         return
@@ -217,10 +248,10 @@ class WorkerLink(asyncio.Protocol):
                                      f"CREDIT of {n} on stream {sid}, {ex.credit} unspent", sid)
                         return
                     ex.on_credit(n)
-                elif ftype == FrameType.SENDFILE:
+                elif ftype == _SENDFILE:
                     if not self._on_sendfile(sid, ex, flags, payload):
                         return
-                elif ftype == FrameType.ABORT:
+                elif ftype == _ABORT:
                     if budget.get(sid) == ENDED:
                         self.violate("frame-after-end", f"ABORT on stream {sid}", sid)
                         return
@@ -412,14 +443,14 @@ class WorkerLink(asyncio.Protocol):
         while sid in streams:  # ids wrap after 2**32 - 2 requests; skip one still in flight
             self._next_id = sid = (sid % 0xFFFFFFFE) + 1
         streams[sid] = ex
-        self._window[sid] = RESPONSE_WINDOW
         ex.attach(self, sid)
 
     def release(self, sid: int) -> None:
         if self.streams.pop(sid, None) is not None:
             if self._budget:
                 self._budget.pop(sid, None)
-            self._window.pop(sid, None)
+            if self._window:
+                self._window.pop(sid, None)
             if self._fds or self._files:
                 self._drop_pending(sid)
             self.served += 1
@@ -428,8 +459,9 @@ class WorkerLink(asyncio.Protocol):
     def grant(self, sid: int, n: int) -> None:
         """Credit `n` response body bytes back to stream `sid` (the client took them): the
         worker may send that many more, and the link counts it (`beyond-window`)."""
-        if sid in self._window:
-            self._window[sid] += n
+        if sid in self.streams:  # a stream in flight (its window starts whole)
+            window = self._window
+            window[sid] = window.get(sid, RESPONSE_WINDOW) + n
         self.send(frames.encode(FrameType.CREDIT, sid, messages.count_payload(n)))
 
     def abandon(self, sid: int) -> None:
