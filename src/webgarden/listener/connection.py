@@ -236,8 +236,8 @@ class HttpConnection(asyncio.Protocol):
         self.deadline = listener.now + listener.idle_timeout
         pipeline = self.pipeline
         pipeline.append(ex)
-        if len(pipeline) == 1:
-            self._start(ex)
+        if len(pipeline) == 1:  # `_start`, inlined: this runs for every request
+            dispatch.start(listener, ex, self.port, self.server[0])
         elif len(pipeline) >= MAX_PIPELINE:
             self.pause_reading()
 

@@ -78,6 +78,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RECEIVED, _DISPATCHED, _RESPONDING, _DONE, _ABANDONED = ExchangeState
 _DISPATCH, _REQUEUE, _RESPOND, _COMPLETE, _CLIENT_GONE = ExchangeEvent
 _NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = Body
+_REQUEST = int(FrameType.REQUEST)  # an IntEnum attribute is a class lookup each time
 
 
 _PLAIN: Any = {}  # keyword arguments, hence Any: mypy would match them to every field
@@ -243,7 +244,7 @@ class Exchange:
         self.end_sent = no_body
         link.send(
             frames.encode(
-                FrameType.REQUEST, sid, messages.encoder.encode(head), FLAG_END if no_body else 0
+                _REQUEST, sid, messages.encoder.encode(head), FLAG_END if no_body else 0
             )
         )
         self.credit = REQUEST_WINDOW
