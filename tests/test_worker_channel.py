@@ -82,6 +82,7 @@ def test_no_credit_is_sent_for_a_body_read_after_the_response_ended() -> None:
     listener, worker = socket.socketpair()
     channel = Channel(worker)
     late: list[bytes] = []
+    closed = threading.Event()
 
     class Body(list):  # type: ignore[type-arg]
         def __init__(self, environ) -> None:
@@ -90,6 +91,7 @@ def test_no_credit_is_sent_for_a_body_read_after_the_response_ended() -> None:
 
         def close(self) -> None:
             late.append(self.environ["wsgi.input"].read())
+            closed.set()
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "2")])
@@ -102,6 +104,9 @@ def test_no_credit_is_sent_for_a_body_read_after_the_response_ended() -> None:
     host = WSGIHost([app], channel, "pool")
     serving = threading.Thread(target=host.serve_forever)
     serving.start()
+    # The request must be served before the host is told to stop: the reader thread queues
+    # it when it has read the socket, which may come after a stop queued at once.
+    assert closed.wait(10)
     channel.requests.put(None)
     serving.join()
     assert late == [b"abc"]

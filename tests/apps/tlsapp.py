@@ -3,15 +3,21 @@
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 KEYS = ("wsgi.url_scheme", "HTTPS", "SSL_CLIENT_CERT", "SSL_CLIENT_VERIFY", "HTTP_HOST")
 
 
 def _descriptors():
-    """What each of this worker's descriptors is (a hostile app looking for keys)."""
+    """What each of this worker's descriptors is (a hostile app looking for keys). The
+    directories the worker imports from by descriptor (a checkout under a private
+    directory: worker/privileges.py) are its own import path, and are left out."""
+    imports = {entry.split("/")[4] for entry in sys.path if entry.startswith("/proc/self/fd/")}
     found = []
     for fd in os.listdir("/proc/self/fd"):
+        if fd in imports:
+            continue
         with contextlib.suppress(OSError):  # the listing's own descriptor is gone
             found.append(os.readlink(f"/proc/self/fd/{fd}"))
     return found
@@ -19,7 +25,10 @@ def _descriptors():
 
 def application(environ, start_response):
     if environ["PATH_INFO"] == "/descriptors":
-        body = json.dumps({"fds": _descriptors(), "environ": sorted(map(str, environ.values())),
+        imports = sorted({os.readlink("/".join(e.split("/")[:5])) for e in sys.path
+                          if e.startswith("/proc/self/fd/")})
+        body = json.dumps({"fds": _descriptors(), "import_dirs": imports,
+                           "environ": sorted(map(str, environ.values())),
                            "env": sorted(os.environ.values()),
                            "cmdline": Path("/proc/self/cmdline").read_text()}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
