@@ -66,6 +66,15 @@ MAX_PIPELINE = 32
 REPEAT_MAX = 2048
 
 
+def addresses(transport: Any) -> tuple[tuple[str, int], tuple[str, int]]:
+    """A connection's (client, server) address and port, as the log and the application
+    are told them (("", 0) where the transport has none, as a Unix socket)."""
+    peer = transport.get_extra_info("peername")
+    local = transport.get_extra_info("sockname")
+    return ((peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0),
+            (local[0], local[1]) if isinstance(local, tuple) else ("", 0))
+
+
 class ListenerServices(Protocol):
     """What a connection needs of the listener that owns it (`server.Listener`)."""
 
@@ -133,10 +142,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
-        self.server = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        self.client, self.server = addresses(transport)
         self.listener.connections.add(self)
         self.deadline = self.listener.now + self.listener.header_wait
         ssl_object = transport.get_extra_info("ssl_object")

@@ -51,7 +51,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from webgarden.listener import access, dispatch, http2_core, tls
-from webgarden.listener.connection import ListenerServices
+from webgarden.listener.connection import ListenerServices, addresses
 from webgarden.listener.exchange import Exchange
 from webgarden.listener.http2_stream import H2Stream
 from webgarden.listener.routing import host_of
@@ -118,10 +118,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        self.client = (peer[0], peer[1]) if isinstance(peer, tuple) else ("", 0)
-        self.server = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        self.client, self.server = addresses(transport)
         listener = self.listener
         listener.connections.add(self)
         self.deadline = listener.now + listener.header_wait
